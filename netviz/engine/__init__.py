@@ -1,0 +1,1 @@
+"""netviz's traversal engine: pure Python, no Django, no I/O."""
