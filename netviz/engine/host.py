@@ -1,0 +1,589 @@
+"""The host a ruleset runs on: interfaces, addresses, routes.
+
+Enough of the kernel's FIB to answer the questions netfilter asks: is this
+address local, which way does a packet leave, which source address does a
+local socket get, and what `-m addrtype` sees.  The local table is derived
+from the interface addresses exactly as fib_add_ifaddr() fills it; the main
+table holds the connected routes of the addresses plus the given routes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ruleset import Family
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+ROUTE_TYPES = (
+    "unicast",
+    "local",
+    "broadcast",
+    "multicast",
+    "anycast",
+    "blackhole",
+    "unreachable",
+    "prohibit",
+    "throw",
+    "nat",
+)
+# Route types whose lookup ends in an error rather than a next hop
+# (fib_props[] in net/ipv4/fib_semantics.c: -EINVAL/-EHOSTUNREACH/-EACCES).
+REJECT_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})
+
+LOOPBACK_ADDRS: tuple[IPInterface, ...] = (
+    ipaddress.IPv4Interface("127.0.0.1/8"),
+    ipaddress.IPv6Interface("::1/128"),
+)
+_V4_ANY = ipaddress.IPv4Network("0.0.0.0/0")
+_V6_ANY = ipaddress.IPv6Network("::/0")
+_V4_MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
+_V6_MULTICAST = ipaddress.IPv6Network("ff00::/8")
+_V4_LBCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    addrs: tuple[IPInterface, ...] = ()
+
+    def family_addrs(self, version: int) -> tuple[IPInterface, ...]:
+        return tuple(a for a in self.addrs if a.version == version)
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: IPNetwork
+    dev: str | None = None
+    via: IPAddress | None = None
+    src: IPAddress | None = None
+    type: str = "unicast"
+    metric: int = 0
+    table: str = "main"
+
+    def text(self) -> str:
+        parts: list[str] = []
+        if self.type != "unicast":
+            parts.append(self.type)
+        if self.dst.prefixlen == 0:
+            parts.append("default")
+        elif self.dst.prefixlen == self.dst.max_prefixlen:
+            parts.append(str(self.dst.network_address))
+        else:
+            parts.append(str(self.dst))
+        if self.via is not None:
+            parts += ["via", str(self.via)]
+        if self.dev is not None:
+            parts += ["dev", self.dev]
+        if self.table != "main":
+            parts += ["table", self.table]
+        if self.src is not None:
+            parts += ["src", str(self.src)]
+        if self.metric:
+            parts += ["metric", str(self.metric)]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    # local, unicast, broadcast, multicast, blackhole, unreachable, prohibit
+    kind: str
+    dev: str | None = None
+    gateway: IPAddress | None = None
+    prefsrc: IPAddress | None = None
+    route: Route | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind not in REJECT_TYPES
+
+    def describe(self) -> str:
+        if self.kind == "local":
+            return "local delivery"
+        if self.kind in REJECT_TYPES:
+            if self.route is None:
+                return "no route to host"
+            return f"{self.kind} route {self.route.text()}"
+        text = f"{self.kind} via {self.gateway}" if self.gateway else self.kind
+        if self.dev:
+            text += f" dev {self.dev}"
+        if self.prefsrc:
+            text += f" src {self.prefsrc}"
+        return text
+
+
+@dataclass(frozen=True)
+class Host:
+    interfaces: tuple[Interface, ...] = ()
+    routes: tuple[Route, ...] = ()  # explicit routes; connected ones are derived
+    _ifaces: dict[str, Interface] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    _local: list[Route] = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
+    _main: list[Route] = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
+    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # `lo` with 127.0.0.1/8 and ::1/128 always exists (scenario.md).
+        ifaces = list(self.interfaces)
+        names = [i.name for i in ifaces]
+        if "lo" in names:
+            pos = names.index("lo")
+            lo = ifaces[pos]
+            extra = tuple(a for a in lo.addrs if a not in LOOPBACK_ADDRS)
+            ifaces[pos] = Interface("lo", LOOPBACK_ADDRS + extra)
+        else:
+            ifaces.insert(0, Interface("lo", LOOPBACK_ADDRS))
+        object.__setattr__(self, "interfaces", tuple(ifaces))
+        object.__setattr__(self, "_ifaces", {i.name: i for i in ifaces})
+        local: list[Route] = []
+        main: list[Route] = []
+        for iface in ifaces:
+            for addr in iface.addrs:
+                # fib_add_ifaddr(): a local route per address, the subnet's
+                # broadcast address, and (unless /32) a connected prefix route.
+                # The loopback prefix 127.0.0.0/8 is local as a whole.
+                if iface.name == "lo" and addr.version == 4 and addr.network.prefixlen < 32:
+                    local.append(Route(addr.network, "lo", None, addr.ip, "local", 0, "local"))
+                else:
+                    local.append(
+                        Route(ipaddress.ip_network(addr.ip), iface.name, None, addr.ip, "local", 0, "local")
+                    )
+                if addr.version == 4 and addr.network.prefixlen < 31:
+                    bcast = ipaddress.ip_network(addr.network.broadcast_address)
+                    local.append(Route(bcast, iface.name, None, addr.ip, "broadcast", 0, "local"))
+                if iface.name == "lo" or addr.network.prefixlen == addr.max_prefixlen:
+                    continue
+                # IPv6 prefix routes get metric 256 (addrconf_prefix_route).
+                metric = 256 if addr.version == 6 else 0
+                main.append(Route(addr.network, iface.name, None, addr.ip if addr.version == 4 else None, "unicast", metric))
+        for route in self.routes:
+            if route.table == "local":
+                local.append(route)
+            elif route.table == "main":
+                main.append(route)
+            # Other tables need `ip rule`s, which scenarios do not carry.
+        object.__setattr__(self, "_local", local)
+        object.__setattr__(self, "_main", main)
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, family: Family = Family.IPV4) -> Host:
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ValueError("host must be an object with 'interfaces' and 'routes'")  # noqa: TRY004 (scenario input errors are ValueErrors)
+        raw_ifaces = d.get("interfaces", []) or []
+        if not isinstance(raw_ifaces, list):
+            raise ValueError("host.interfaces must be a list")  # noqa: TRY004 (scenario input errors are ValueErrors)
+        ifaces: list[Interface] = []
+        seen: set[str] = set()
+        for n, item in enumerate(raw_ifaces):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+                raise ValueError(f"host.interfaces[{n}] needs a 'name'")
+            name = item["name"]
+            if name in seen:
+                raise ValueError(f"host.interfaces: interface {name!r} listed twice")
+            seen.add(name)
+            addrs = item.get("addrs", []) or []
+            if not isinstance(addrs, list):
+                raise ValueError(f"host.interfaces[{n}].addrs must be a list of CIDR strings")  # noqa: TRY004 (scenario input errors are ValueErrors)
+            parsed: list[IPInterface] = []
+            for a in addrs:
+                try:
+                    parsed.append(ipaddress.ip_interface(str(a).strip()))
+                except ValueError:
+                    raise ValueError(f"interface {name}: bad address {a!r} (expected CIDR such as 10.0.0.1/24)") from None
+            ifaces.append(Interface(name, tuple(parsed)))
+        partial = cls(tuple(ifaces), ())
+        raw_routes = d.get("routes", []) or []
+        if not isinstance(raw_routes, list):
+            raise ValueError("host.routes must be a list of strings in `ip route` syntax")  # noqa: TRY004 (scenario input errors are ValueErrors)
+        routes: list[Route] = []
+        for n, text in enumerate(raw_routes):
+            if not isinstance(text, str):
+                raise ValueError(f"host.routes[{n}] must be a string in `ip route` syntax")  # noqa: TRY004 (scenario input errors are ValueErrors)
+            try:
+                route = parse_route_line(text, family)
+            except ValueError as exc:
+                raise ValueError(f"host.routes[{n}] {text!r}: {exc}") from None
+            if route is None:
+                continue
+            route = partial._resolve_dev(route)
+            if route.dev is not None and partial.interface(route.dev) is None:
+                raise ValueError(f"host.routes[{n}] {text!r}: no interface named {route.dev!r}")
+            routes.append(route)
+        return cls(tuple(ifaces), tuple(routes))
+
+    def to_dict(self) -> dict[str, Any]:
+        ifaces = []
+        for iface in self.interfaces:
+            addrs = iface.addrs
+            if iface.name == "lo":
+                addrs = tuple(a for a in addrs if a not in LOOPBACK_ADDRS)
+                if not addrs:
+                    continue
+            ifaces.append({"name": iface.name, "addrs": [str(a) for a in addrs]})
+        return {"interfaces": ifaces, "routes": [r.text() for r in self.routes]}
+
+    def _resolve_dev(self, route: Route) -> Route:
+        # `ip route add 10.0.0.0/8 via 10.1.1.1`: the kernel finds the device
+        # through the route to the gateway (fib_check_nh), which must be a
+        # directly connected one.
+        if route.dev is not None or route.via is None:
+            return route
+        for r in self._main:
+            if r.type == "unicast" and r.via is None and r.dev and route.via in r.dst:
+                return Route(route.dst, r.dev, route.via, route.src, route.type, route.metric, route.table)
+        raise ValueError(f"gateway {route.via} is not on a connected network (Nexthop has invalid gateway)")
+
+    # -- lookups ------------------------------------------------------------
+
+    def interface(self, name: str) -> Interface | None:
+        return self._ifaces.get(name)
+
+    def is_local(self, addr: IPAddress) -> bool:
+        return self._lookup(self._local, addr, "local", None) is not None
+
+    def primary_address(
+        self, dev: str, family: Family | int = Family.IPV4, towards: IPAddress | None = None
+    ) -> IPAddress | None:
+        # inet_select_addr(): the first primary address of the device, or one
+        # whose subnet contains `towards` (the next hop) if there is one.
+        iface = self.interface(dev)
+        if iface is None:
+            return None
+        version = family if isinstance(family, int) else (4 if family is Family.IPV4 else 6)
+        addrs = iface.family_addrs(version)
+        if not addrs:
+            return None
+        if towards is not None:
+            for a in addrs:
+                if towards in a.network:
+                    return a.ip
+        return addrs[0].ip
+
+    def route(
+        self,
+        dst: IPAddress,
+        src: IPAddress | None = None,
+        oif: str | None = None,
+        mark: int = 0,
+    ) -> RouteDecision:
+        # `mark` only matters through `ip rule fwmark`; scenarios have no
+        # policy routing, so every lookup uses local then main.
+        key = ("route", dst, src, oif)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        decision = self._route(dst, src, oif)
+        self._cache[key] = decision
+        return decision
+
+    def _route(self, dst: IPAddress, src: IPAddress | None, oif: str | None) -> RouteDecision:
+        if dst.version == 4:
+            # ip_route_input_slow()/ip_route_output_key_hash_table() treat the
+            # limited broadcast and multicast before any FIB lookup.
+            if dst == _V4_LBCAST:
+                return RouteDecision("broadcast", oif, None, self._first_addr(oif, 4))
+            if dst in _V4_MULTICAST:
+                return RouteDecision("multicast", oif, None, self._first_addr(oif, 4))
+        elif dst in _V6_MULTICAST:
+            return RouteDecision("multicast", oif, None, self._first_addr(oif, 6))
+        local = self._lookup(self._local, dst, None, None)
+        if local is not None and local.type == "local":
+            # Output to a local address leaves through lo; the source is the
+            # address itself (ip_route_output_key_hash_table: saddr = daddr).
+            return RouteDecision("local", "lo", None, local.src or dst, local)
+        if local is not None and local.type == "broadcast" and (oif is None or local.dev == oif):
+            return RouteDecision("broadcast", local.dev, None, local.src, local)
+        route = self._lookup(self._main, dst, None, oif)
+        if route is None or route.type == "throw":
+            return RouteDecision("unreachable", None, None, None, route)
+        if route.type in REJECT_TYPES:
+            return RouteDecision(route.type, None, None, None, route)
+        if route.type == "local":
+            return RouteDecision("local", "lo", None, dst, route)
+        dev = route.dev
+        prefsrc = route.src
+        if prefsrc is None and dev is not None:
+            prefsrc = self.primary_address(dev, dst.version, route.via or dst)
+        kind = route.type if route.type in ("broadcast", "multicast") else "unicast"
+        return RouteDecision(kind, dev, route.via, prefsrc, route)
+
+    def _first_addr(self, dev: str | None, version: int) -> IPAddress | None:
+        if dev is None:
+            return None
+        return self.primary_address(dev, version)
+
+    @staticmethod
+    def _lookup(table: list[Route], dst: IPAddress, rtype: str | None, oif: str | None) -> Route | None:
+        # Longest prefix first, then the lowest metric (fib_table_lookup and
+        # fib6 both order the leaf's aliases by priority).
+        best: Route | None = None
+        for r in table:
+            if r.dst.version != dst.version or dst not in r.dst:
+                continue
+            if rtype is not None and r.type != rtype:
+                continue
+            if oif is not None and r.dev is not None and r.dev != oif and r.type not in REJECT_TYPES:
+                continue
+            if best is None or r.dst.prefixlen > best.dst.prefixlen or (
+                r.dst.prefixlen == best.dst.prefixlen and r.metric < best.metric
+            ):
+                best = r
+        return best
+
+    def addr_type(self, addr: IPAddress, dev: str | None = None) -> frozenset[str]:
+        key = ("addrtype", addr, dev)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._addr_type4(addr, dev) if addr.version == 4 else self._addr_type6(addr, dev)
+            self._cache[key] = hit
+        return hit
+
+    def _addr_type4(self, addr: IPAddress, dev: str | None) -> frozenset[str]:
+        # xt_addrtype → inet_dev_addr_type() → __inet_dev_addr_type()
+        # (net/ipv4/fib_frontend.c): 0.0.0.0/8 and 255.255.255.255 are
+        # BROADCAST, 224/4 MULTICAST, otherwise a lookup in the *local*
+        # table only.  No hit → UNICAST; a hit whose next-hop device is not
+        # `dev` (--limit-iface-in/out) → UNICAST too.  So main-table
+        # blackhole/unreachable routes never show as such here.
+        if int(addr) >> 24 == 0 or addr == _V4_LBCAST:
+            return frozenset({"BROADCAST"})
+        if addr in _V4_MULTICAST:
+            return frozenset({"MULTICAST"})
+        route = self._lookup(self._local, addr, None, None)
+        if route is None:
+            return frozenset({"UNICAST"})
+        if dev is not None and route.dev != dev:
+            return frozenset({"UNICAST"})
+        return frozenset({_ADDRTYPE_NAMES.get(route.type, "UNICAST")})
+
+    def _addr_type6(self, addr: IPAddress, dev: str | None) -> frozenset[str]:
+        # xt_addrtype's match_type6()/match_lookup_rt6(): the address class
+        # from ipv6_addr_type() (MULTICAST / UNICAST / UNSPEC for ::) plus
+        # what a route lookup says: LOCAL for an RTF_LOCAL route (with a
+        # device: only if the address is configured on that device),
+        # UNREACHABLE if the lookup fails or hits a reject route.
+        out: set[str] = set()
+        if addr == ipaddress.IPv6Address("::"):
+            out.add("UNSPEC")
+        elif addr in _V6_MULTICAST:
+            out.add("MULTICAST")
+        else:
+            out.add("UNICAST")
+        if dev is not None:
+            iface = self.interface(dev)
+            if iface is not None and any(a.ip == addr for a in iface.addrs):
+                out.add("LOCAL")
+        elif addr not in _V6_MULTICAST and self.is_local(addr):
+            out.add("LOCAL")
+        if addr not in _V6_MULTICAST and not self.is_local(addr):
+            route = self._lookup(self._main, addr, None, dev)
+            if route is None or route.type in REJECT_TYPES or route.type == "throw":
+                out.add("UNREACHABLE")
+        return frozenset(out)
+
+
+_ADDRTYPE_NAMES = {
+    "unicast": "UNICAST",
+    "local": "LOCAL",
+    "broadcast": "BROADCAST",
+    "multicast": "MULTICAST",
+    "anycast": "ANYCAST",
+    "blackhole": "BLACKHOLE",
+    "unreachable": "UNREACHABLE",
+    "prohibit": "PROHIBIT",
+    "throw": "THROW",
+    "nat": "NAT",
+}
+
+# Words of `ip route` output that take one argument we do not use.
+_ROUTE_KEYWORDS_WITH_ARG = frozenset(
+    {
+        "proto", "scope", "nhid", "tos", "dsfield", "realm", "realms", "mtu", "advmss",
+        "hoplimit", "expires", "pref", "weight", "initcwnd", "initrwnd", "rtt", "rttvar",
+        "window", "cwnd", "ssthresh", "features", "quickack", "congctl", "fastopen_no_cookie",
+        "onlink_metric", "encap", "as", "from", "lock", "ttl-propagate", "protocol", "preference",
+    }
+)
+_ROUTE_FLAGS = frozenset({"onlink", "linkdown", "dead", "pervasive", "notify", "offload", "trap", "rt_offload", "rt_trap", "cached"})
+
+
+def parse_route_line(text: str, family: Family | None = None) -> Route | None:
+    """One `ip route` line → Route (None for blank lines and comments)."""
+    words = text.split()
+    if not words or words[0].startswith("#"):
+        return None
+    rtype = "unicast"
+    if words[0] in ROUTE_TYPES:
+        rtype = words.pop(0)
+    if not words:
+        raise ValueError("missing destination")
+    dst_word = words.pop(0)
+    via: IPAddress | None = None
+    dev: str | None = None
+    src: IPAddress | None = None
+    metric: int | None = None
+    table = "main"
+    i = 0
+    while i < len(words):
+        w = words[i]
+        arg = words[i + 1] if i + 1 < len(words) else None
+        if w in ("via", "gw"):
+            if arg is None:
+                raise ValueError("'via' needs an address")
+            if arg in ("inet", "inet6") and i + 2 < len(words):
+                i += 1
+                arg = words[i + 1]
+            via = _addr(arg, "gateway")
+            i += 2
+        elif w in ("dev", "oif"):
+            if arg is None:
+                raise ValueError("'dev' needs an interface name")
+            dev = arg
+            i += 2
+        elif w == "src":
+            if arg is None:
+                raise ValueError("'src' needs an address")
+            src = _addr(arg, "src")
+            i += 2
+        elif w in ("metric", "priority"):
+            if arg is None or not arg.isdigit():
+                raise ValueError(f"'{w}' needs a number")
+            metric = int(arg)
+            i += 2
+        elif w == "table":
+            if arg is None:
+                raise ValueError("'table' needs a name")
+            table = arg
+            i += 2
+        elif w == "nexthop":
+            # Multipath: keep the first next hop (the hash decides the rest).
+            i += 1
+        elif w in _ROUTE_FLAGS:
+            i += 1
+        elif w in _ROUTE_KEYWORDS_WITH_ARG:
+            i += 2
+        else:
+            raise ValueError(f"unexpected word {w!r}")
+        if via is not None and dev is not None and "nexthop" in words[:i]:
+            break
+    version: int | None = None
+    for a in (via, src):
+        if a is not None:
+            version = a.version
+    if dst_word == "default":
+        if version is None:
+            version = 6 if family is Family.IPV6 else 4
+        dst: IPNetwork = _V4_ANY if version == 4 else _V6_ANY
+    else:
+        try:
+            dst = ipaddress.ip_network(dst_word, strict=False)
+        except ValueError:
+            raise ValueError(f"bad destination {dst_word!r}") from None
+    for a in (via, src):
+        if a is not None and a.version != dst.version:
+            raise ValueError(f"{a} is not of the same family as {dst}")
+    if metric is None:
+        # iproute2 defaults: 0 for IPv4, 1024 for IPv6 user routes.
+        metric = 1024 if dst.version == 6 and rtype == "unicast" and table == "main" else 0
+    if rtype == "unicast" and dev is None and via is None:
+        raise ValueError("a unicast route needs 'via' or 'dev'")
+    return Route(dst, dev, via, src, rtype, metric, table)
+
+
+def _addr(text: str, what: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"bad {what} address {text!r}") from None
+
+
+def parse_ip_route(text: str, family: Family | None = None) -> list[Route]:
+    """`ip route` / `ip -6 route` / `ip route show table all` output → routes.
+
+    Continuation lines of multipath routes (`\tnexthop via …`) are folded
+    into their route; routes of the local table are kept with their type.
+    """
+    logical: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line[:1].isspace() and logical:
+            logical[-1] += " " + line.strip()
+        else:
+            logical.append(line.strip())
+    routes = []
+    for n, line in enumerate(logical, 1):
+        try:
+            route = parse_route_line(line, family)
+        except ValueError as exc:
+            raise ValueError(f"route line {n} {line!r}: {exc}") from None
+        if route is not None:
+            routes.append(route)
+    return routes
+
+
+_FULL_HEADER = re.compile(r"^\d+:\s+([^:\s]+):")
+_BRIEF_STATES = frozenset({"UP", "DOWN", "UNKNOWN", "LOWERLAYERDOWN", "DORMANT", "NOTPRESENT", "TESTING"})
+
+
+def _iface_name(text: str) -> str:
+    # veth pairs print as `veth0@if7`; the name is the part before `@`.
+    return text.split("@", 1)[0]
+
+
+def parse_ip_addr_brief(text: str) -> list[Interface]:
+    """`ip -br addr` or full `ip addr` output → interfaces with addresses."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    full = any(_FULL_HEADER.match(ln) for ln in lines)
+    order: list[str] = []
+    addrs: dict[str, list[IPInterface]] = {}
+    if full:
+        current: str | None = None
+        for n, line in enumerate(lines, 1):
+            head = _FULL_HEADER.match(line)
+            if head:
+                current = _iface_name(head.group(1))
+                if current not in addrs:
+                    order.append(current)
+                    addrs[current] = []
+                continue
+            words = line.split()
+            if current is None or not words or words[0] not in ("inet", "inet6"):
+                continue
+            if len(words) < 2:
+                raise ValueError(f"line {n}: {words[0]} without an address")
+            local = words[1]
+            # Point-to-point: `inet 10.0.0.1 peer 10.0.0.2/32`: the local
+            # address is a host address.
+            if "peer" in words and "/" not in local:
+                local += "/32" if words[0] == "inet" else "/128"
+            try:
+                addrs[current].append(ipaddress.ip_interface(local))
+            except ValueError:
+                raise ValueError(f"line {n}: bad address {local!r}") from None
+    else:
+        for n, line in enumerate(lines, 1):
+            words = line.split()
+            name = _iface_name(words[0])
+            rest = words[1:]
+            if rest and rest[0] in _BRIEF_STATES:
+                rest = rest[1:]
+            if name not in addrs:
+                order.append(name)
+                addrs[name] = []
+            for w in rest:
+                try:
+                    addrs[name].append(ipaddress.ip_interface(w))
+                except ValueError:
+                    raise ValueError(f"line {n}: bad address {w!r}") from None
+    return [Interface(name, tuple(addrs[name])) for name in order]

@@ -1,0 +1,686 @@
+"""The netfilter flow: hooks, tables in priority order, routing decisions.
+
+One packet is walked through the hooks exactly as the kernel calls them
+(shared reference: netfilter-semantics.md §1, §2, §6):
+
+    arriving:  PREROUTING → route → INPUT                (for this host)
+                                  → FORWARD → POSTROUTING (forwarded)
+    local:     route → OUTPUT → POSTROUTING [→ lo: PREROUTING → INPUT]
+
+Within a hook the tables run by priority (raw -300, conntrack -200,
+mangle -150, nat DNAT -100, filter 0, security 50, nat SNAT 100); each table
+is its own hook function, so ACCEPT ends only the current table while DROP
+ends everything (nf_hook_slow).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from .context import EvalContext, Result, TraceState
+from .host import Host
+from .matches import evaluate_rule
+from .packet import (
+    TCP_FLAG_LETTERS,
+    Conntrack,
+    Packet,
+    parse_address,
+    proto_number,
+)
+from .ruleset import Chain, Family, Rule, Ruleset
+from .targets import apply_target
+from .trace import Step, StepKind, Trace
+
+# Table order per hook (hook priorities, include/uapi/linux/netfilter_ipv4.h).
+# "conntrack" is not a table but the point where conntrack attaches its entry.
+HOOK_ORDER: dict[str, tuple[str, ...]] = {
+    "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
+    "INPUT": ("mangle", "filter", "security", "nat"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat"),
+}
+
+# Which NAT manip a hook's nat chain decides (nf_nat_ipv4_ops[]).
+NAT_MANIP = {"PREROUTING": "dst", "OUTPUT": "dst", "INPUT": "src", "POSTROUTING": "src"}
+
+# nf_tables' jump stack (NFT_JUMP_STACK_SIZE); the loader refuses deeper
+# nesting, so a deeper walk can only come from a jump loop.
+MAX_JUMP_DEPTH = 16
+
+# IP total length of the packets the scenario describes, when it gives none:
+# a Linux SYN carries 20 bytes of TCP options (MSS, SACK_PERM, TS, NOP, WS);
+# UDP has an empty payload; ICMP echo carries ping's default 56 bytes.
+DEFAULT_LENGTH = {
+    (Family.IPV4, 6): 60,
+    (Family.IPV4, 17): 28,
+    (Family.IPV4, 1): 84,
+    (Family.IPV6, 6): 80,
+    (Family.IPV6, 17): 48,
+    (Family.IPV6, 58): 104,
+}
+
+
+class ScenarioLike(Protocol):
+    ruleset_text: str
+    ipsets_text: str | None
+    family: str
+    host: dict[str, Any]
+    packet: dict[str, Any]
+    options: dict[str, Any]
+
+
+class PacketError(ValueError):
+    pass
+
+
+def packet_from_dict(data: dict[str, Any], family: Family | str = Family.IPV4) -> Packet:
+    """The scenario's `packet` object → Packet (defaults from scenario.md)."""
+    family = Family(family)
+    try:
+        proto = proto_number(str(data.get("proto", "tcp")))
+    except ValueError as exc:
+        raise PacketError(str(exc)) from exc
+    if family is Family.IPV6 and proto == 1:
+        proto = 58  # "icmp" in an IPv6 scenario means ICMPv6
+    try:
+        src = parse_address(str(data["src"]))
+        dst = parse_address(str(data["dst"]))
+    except KeyError as exc:
+        raise PacketError(f"packet.{exc.args[0]} is required") from exc
+    except ValueError as exc:
+        raise PacketError(f"bad address: {exc}") from exc
+    want = 4 if family is Family.IPV4 else 6
+    if src.version != want or dst.version != want:
+        raise PacketError(f"addresses must be IPv{want} in an {family.value} scenario")
+    sport = dport = None
+    if proto in (6, 17, 132, 136, 33):
+        sport = _port(data.get("sport", 40000), "sport")
+        dport = _port(data.get("dport", 80), "dport")
+    flags: frozenset[str] = frozenset()
+    if proto == 6:
+        letters = str(data.get("tcp_flags", "S") or "").upper()
+        bad = [ch for ch in letters if ch not in TCP_FLAG_LETTERS]
+        if bad:
+            raise PacketError(f"unknown TCP flag letter {bad[0]!r} (use F S R P A U)")
+        flags = frozenset(TCP_FLAG_LETTERS[ch] for ch in letters)
+    icmp_type = icmp_code = None
+    if proto in (1, 58):
+        icmp_type = int(data.get("icmp_type", 8 if proto == 1 else 128))
+        icmp_code = int(data.get("icmp_code", 0))
+    in_iface = data.get("in_iface") or None
+    ctstate = str(data.get("ctstate", "NEW") or "NEW").upper()
+    if ctstate not in ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"):
+        raise PacketError(f"unknown ctstate {ctstate!r}")
+    length = int(data.get("length") or DEFAULT_LENGTH.get((family, proto), 40 if want == 4 else 60))
+    extra = tuple(sorted((k, data[k]) for k in ("mac", "uid", "gid") if data.get(k) is not None))
+    return Packet(
+        family=family,
+        proto=proto,
+        src=src,
+        dst=dst,
+        sport=sport,
+        dport=dport,
+        tcp_flags=flags,
+        icmp_type=icmp_type,
+        icmp_code=icmp_code,
+        in_iface=in_iface,
+        mark=_int(data.get("mark", 0)),
+        length=length,
+        ttl=int(data.get("ttl", 64)),
+        tos=_int(data.get("tos", 0)),
+        ctstate_in=ctstate,
+        extra=extra,
+    )
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 0)
+    return int(value or 0)
+
+
+def _port(value: Any, name: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise PacketError(f"{name} {port} is out of range 0-65535")
+    return port
+
+
+def trace_scenario(scenario: ScenarioLike, state: TraceState | None = None) -> Trace:
+    from .parser import parse_ruleset
+
+    family = Family(scenario.family or "ipv4")
+    ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
+    host = Host.from_dict(scenario.host or {}, family)
+    packet = packet_from_dict(scenario.packet, family)
+    if state is None:
+        state = state_from_options(getattr(scenario, "options", None) or {})
+    return trace_packet(ruleset, host, packet, state)
+
+
+def state_from_options(options: dict[str, Any]) -> TraceState:
+    """`options` of a scenario: {"seed": 1, "statistic": {"nat:KUBE-SVC-X:1": true}}."""
+    state = TraceState(seed=int(options.get("seed", 0)))
+    for key, value in (options.get("statistic") or {}).items():
+        head, index = str(key).rsplit(":", 1)
+        table, chain = head.split(":", 1)
+        state.statistic_choices[(table, chain, int(index))] = bool(value)
+    return state
+
+
+def trace_packet(
+    ruleset: Ruleset, host: Host, packet: Packet, state: TraceState | None = None
+) -> Trace:
+    walker = _Walker(ruleset, host, state or TraceState())
+    return walker.run(packet)
+
+
+@dataclass
+class _TableRun:
+    verdict: str  # ACCEPT, DROP, QUEUE
+    packet: Packet
+
+
+class _Walker:
+    def __init__(self, ruleset: Ruleset, host: Host, state: TraceState) -> None:
+        self.ruleset = ruleset
+        self.host = host
+        self.state = state
+        self.steps: list[Step] = []
+        self.hooks: list[str] = []
+        self.uncertain: list[tuple[str, str, int]] = []
+        self.fate_step: Step | None = None
+
+    # -- the three paths ---------------------------------------------------
+
+    def run(self, packet: Packet) -> Trace:
+        packet_in = packet
+        if packet.is_local_origin:
+            path, verdict, packet = self._local(packet)
+        else:
+            if self.host.interface(packet.in_iface or "") is None:
+                raise PacketError(
+                    f"the host has no interface {packet.in_iface!r}; "
+                    "add it to the host profile or pick another input interface"
+                )
+            path, verdict, packet = self._arriving(packet)
+        return Trace(
+            packet_in=packet_in,
+            steps=tuple(self.steps),
+            verdict=verdict,
+            packet_out=packet,
+            path=path,
+            summary=self._summary(path, verdict, packet),
+            uncertain=tuple(dict.fromkeys(self.uncertain)),
+            statistic=tuple(self.state.statistic_seen),
+            hooks=tuple(self.hooks),
+            seed=self.state.seed,
+        )
+
+    def _arriving(self, packet: Packet) -> tuple[str, str, Packet]:
+        verdict, packet = self._hook("PREROUTING", packet)
+        if verdict != "ACCEPT":
+            return "input", "DROP", packet
+        decision, packet = self._route_input(packet)
+        if decision is None:
+            return "input", "DROP", packet
+        if decision == "local":
+            verdict, packet = self._hook("INPUT", packet)
+            return "input", verdict, packet
+        if packet.ttl <= 1:
+            # ip_forward(): TTL/hop limit exhausted → ICMP time exceeded,
+            # dropped before the FORWARD hook is called.
+            self._drop(packet, "TTL would reach 0 when forwarded: dropped before FORWARD (ICMP time exceeded)")
+            return "forward", "DROP", packet
+        verdict, packet = self._hook("FORWARD", packet)
+        if verdict != "ACCEPT":
+            return "forward", "DROP", packet
+        packet = packet.with_(ttl=packet.ttl - 1)
+        verdict, packet = self._hook("POSTROUTING", packet)
+        return "forward", verdict, packet
+
+    def _local(self, packet: Packet) -> tuple[str, str, Packet]:
+        route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
+        if route.kind in ("unreachable", "blackhole", "prohibit"):
+            # The socket's own route lookup fails: the sender gets an error
+            # (ENETUNREACH/EINVAL/EACCES) and netfilter never sees the packet.
+            self._drop(packet, f"no route to {packet.dst}: the sending socket gets an error; no netfilter hook runs")
+            return "output", "DROP", packet
+        out = "lo" if route.kind == "local" else route.dev
+        packet = packet.with_(out_iface=out)
+        self._route_step("OUTPUT", packet, f"route lookup by the socket: {packet.dst} {self._describe_route(route)}")
+        verdict, packet = self._hook("OUTPUT", packet)
+        if verdict != "ACCEPT":
+            return "output", "DROP", packet
+        verdict, packet = self._hook("POSTROUTING", packet)
+        if verdict != "ACCEPT":
+            return "output", "DROP", packet
+        if packet.out_iface != "lo":
+            return "output", "ACCEPT", packet
+        # Looped back: the packet re-enters on lo with its conntrack entry
+        # (and NAT bindings) attached, so nat PREROUTING/INPUT are not
+        # consulted again (nf_nat_inet_fn: "Seen it before?").
+        packet = packet.with_(in_iface="lo", out_iface=None)
+        verdict, packet = self._hook("PREROUTING", packet)
+        if verdict != "ACCEPT":
+            return "output-local", "DROP", packet
+        self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is local → INPUT")
+        verdict, packet = self._hook("INPUT", packet)
+        return "output-local", verdict, packet
+
+    # -- routing -----------------------------------------------------------
+
+    def _route_input(self, packet: Packet) -> tuple[str | None, Packet]:
+        reason = self._martian(packet)
+        if reason:
+            self._drop(packet, reason)
+            return None, packet
+        route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
+        if route.kind in ("local", "broadcast"):
+            self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is {route.kind} → INPUT")
+            return "local", packet
+        if route.kind == "multicast":
+            self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is multicast → INPUT")
+            return "local", packet
+        if route.kind != "unicast" or not route.dev:
+            self._drop(packet, f"routing decision: {packet.dst} is {route.kind}: dropped (no FORWARD)")
+            return None, packet
+        if self._source_invalid(packet):
+            self._drop(packet, f"routing decision: martian source {packet.src} (a local address) on {packet.in_iface}: dropped")
+            return None, packet
+        if packet.family is Family.IPV6 and (
+            packet.src.is_link_local or packet.dst.is_link_local
+        ):
+            self._drop(packet, "link-local IPv6 packets are never forwarded")
+            return None, packet
+        packet = packet.with_(out_iface=route.dev)
+        self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} {self._describe_route(route)} → FORWARD")
+        return "forward", packet
+
+    def _martian(self, packet: Packet) -> str:
+        src, dst, iface = packet.src, packet.dst, packet.in_iface
+        # ip_route_input_slow() checks, in its order.
+        if packet.family is Family.IPV4:
+            if src.is_multicast or src == ipaddress.IPv4Address("255.255.255.255"):
+                return f"martian source {src}: dropped by the routing decision"
+            if dst == ipaddress.IPv4Address("255.255.255.255"):
+                return ""
+            if int(src) >> 24 == 0:
+                return f"martian source {src}: dropped by the routing decision"
+            if int(dst) >> 24 == 0:
+                return f"martian destination {dst}: dropped by the routing decision"
+            if iface != "lo" and (src.is_loopback or dst.is_loopback):
+                # route_localnet=0: 127/8 is only valid on lo.
+                what = "source" if src.is_loopback else "destination"
+                addr = src if src.is_loopback else dst
+                return f"martian {what} {addr} on {iface}: dropped by the routing decision"
+        else:
+            if iface != "lo" and (src.is_loopback or dst.is_loopback):
+                return f"loopback address on {iface}: dropped by the routing decision"
+            if src.is_multicast:
+                return f"multicast source {src}: dropped"
+        route = self.host.route(dst, src=src, mark=packet.mark)
+        if route.kind in ("local", "broadcast") and self._source_invalid(packet):
+            return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
+        return ""
+
+    def _source_invalid(self, packet: Packet) -> bool:
+        # fib_validate_source() with rp_filter=0 and accept_local=0: a source
+        # address that is one of the host's own is a martian, except on lo.
+        if packet.in_iface == "lo":
+            return False
+        if packet.family is Family.IPV6:
+            return False
+        kind = self.host.route(packet.src).kind
+        return kind == "local" or (kind == "broadcast" and not self.host.is_local(packet.src))
+
+    def _describe_route(self, route: Any) -> str:
+        if route.kind == "local":
+            return "is local → lo"
+        parts = []
+        if route.gateway is not None:
+            parts.append(f"via {route.gateway}")
+        if route.dev:
+            parts.append(f"dev {route.dev}")
+        return " ".join(parts) or route.kind
+
+    def _reroute_output(self, packet: Packet, why: str) -> str | None:
+        """ip_route_me_harder(): the new output device, None if dropped."""
+        route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
+        if route.kind in ("unreachable", "blackhole", "prohibit"):
+            self._drop(packet, f"re-route after {why}: no route to {packet.dst}: dropped")
+            return None
+        self._route_step(
+            "OUTPUT", packet, f"re-route after {why}: {packet.dst} {self._describe_route(route)}"
+        )
+        return "lo" if route.kind == "local" else route.dev
+
+    # -- hooks and tables --------------------------------------------------
+
+    def _hook(self, hook: str, packet: Packet) -> tuple[str, Packet]:
+        self.hooks.append(hook)
+        # OUTPUT's `-o` is the device chosen when the hook was entered: a
+        # re-route inside the hook changes the skb's dst, but the remaining
+        # OUTPUT tables still see the old device; POSTROUTING sees the new one.
+        rerouted_out: str | None = None
+        for table in HOOK_ORDER[hook]:
+            if table == "conntrack":
+                packet = self._conntrack(hook, packet)
+                continue
+            if self.ruleset.table(table) is None:
+                continue
+            if table == "nat" and not self._nat_consulted(hook, packet):
+                continue
+            before = packet
+            result = self._run_table(hook, table, packet)
+            packet = result.packet
+            if table == "nat":
+                packet = self._bind_nat(hook, packet)
+            if result.verdict != "ACCEPT":
+                return "DROP", packet
+            if hook == "OUTPUT" and table in ("mangle", "nat"):
+                why = self._output_reroute_needed(table, before, packet)
+                if why:
+                    out = self._reroute_output(packet, why)
+                    if out is None:
+                        return "DROP", packet
+                    rerouted_out = out
+        if rerouted_out is not None:
+            packet = packet.with_(out_iface=rerouted_out)
+        return "ACCEPT", packet
+
+    @staticmethod
+    def _output_reroute_needed(table: str, before: Packet, after: Packet) -> str:
+        if table == "mangle":
+            # ipt_mangle_out(): re-route when saddr, daddr, mark or TOS changed.
+            if before.src != after.src or before.dst != after.dst:
+                return "mangle OUTPUT changed the address"
+            if before.mark != after.mark:
+                return f"mangle OUTPUT changed the mark to {after.mark:#x}"
+            if before.tos != after.tos:
+                return "mangle OUTPUT changed the TOS"
+            return ""
+        # nf_nat_ipv4_local_fn(): re-route when DNAT changed the destination.
+        if before.dst != after.dst:
+            return f"DNAT to {after.dst}"
+        return ""
+
+    def _conntrack(self, hook: str, packet: Packet) -> Packet:
+        if packet.ct is not None:
+            # UNTRACKED from raw, or a looped-back packet that already has
+            # its entry: nf_conntrack_in() leaves it alone.
+            return packet
+        state = packet.ctstate_in
+        note = ""
+        if state == "NEW":
+            invalid = _new_is_invalid(packet)
+            if invalid:
+                state = "INVALID"
+                note = invalid
+        ct = Conntrack(
+            state=state,
+            orig_src=packet.src,
+            orig_dst=packet.dst,
+            orig_sport=packet.sport,
+            orig_dport=packet.dport,
+            reply_src=packet.dst,
+            reply_dst=packet.src,
+            reply_sport=packet.dport,
+            reply_dport=packet.sport,
+            mark=0,
+            # Entries that exist already carry their bindings; the scenario
+            # cannot say what they are, so they are taken as identity.
+            dnat_done=state not in ("NEW", "RELATED"),
+            snat_done=state not in ("NEW", "RELATED"),
+        )
+        packet = packet.with_(ct=ct)
+        text = f"conntrack: {state}"
+        if state == "NEW":
+            text += " (new entry, not yet confirmed)"
+        elif state in ("ESTABLISHED", "RELATED"):
+            text += " (existing entry; its NAT bindings are taken as identity)"
+        self.steps.append(
+            Step(kind=StepKind.CONNTRACK, hook=hook, text=text, note=note, packet=packet)
+        )
+        return packet
+
+    def _nat_consulted(self, hook: str, packet: Packet) -> bool:
+        ct = packet.ct
+        manip = NAT_MANIP[hook]
+        reason = ""
+        if ct is None or ct.state in ("INVALID", "UNTRACKED"):
+            state = ct.state if ct else "INVALID"
+            reason = f"nat {hook} not consulted: the packet is {state} (no conntrack entry to bind)"
+        elif ct.state not in ("NEW", "RELATED"):
+            reason = f"nat {hook} not consulted: {ct.state} packets reuse the connection's NAT binding"
+        elif (manip == "dst" and ct.dnat_done) or (manip == "src" and ct.snat_done):
+            reason = f"nat {hook} not consulted: the connection's {manip.upper()} NAT binding is already set"
+        if reason:
+            self.steps.append(
+                Step(kind=StepKind.SKIP, hook=hook, table="nat", chain=hook, text=reason, packet=packet)
+            )
+            return False
+        return True
+
+    @staticmethod
+    def _bind_nat(hook: str, packet: Packet) -> Packet:
+        ct = packet.ct
+        if ct is None:
+            return packet
+        # Falling off the nat chain without a NAT target sets a null
+        # binding: the connection is never NATed for this manip type.
+        if NAT_MANIP[hook] == "dst":
+            ct = replace(ct, dnat_done=True)
+        else:
+            ct = replace(ct, snat_done=True)
+        return packet.with_(ct=ct)
+
+    def _run_table(self, hook: str, table_name: str, packet: Packet) -> _TableRun:
+        table = self.ruleset.table(table_name)
+        assert table is not None
+        base = table.chain(hook)
+        if base is None:
+            return _TableRun("ACCEPT", packet)
+        chain: Chain = base
+        index = 0
+        stack: list[tuple[Chain, int]] = []
+        while True:
+            if index >= len(chain.rules):
+                if chain is base or chain.builtin:
+                    return self._policy(hook, table_name, base, packet, len(stack))
+                self.steps.append(
+                    Step(
+                        kind=StepKind.RETURN,
+                        hook=hook,
+                        table=table_name,
+                        chain=chain.name,
+                        rule=len(chain.rules) + 1,
+                        text=f"end of {chain.name}: implicit RETURN",
+                        verdict="RETURN",
+                        packet=packet,
+                        depth=len(stack),
+                    )
+                )
+                if not stack:
+                    # Reached by -g from the built-in chain: RETURN with an
+                    # empty stack falls to the policy (ipt_do_table underflow).
+                    return self._policy(hook, table_name, base, packet, 0)
+                chain, index = stack.pop()
+                continue
+            rule = chain.rules[index]
+            ctx = EvalContext(
+                ruleset=self.ruleset,
+                host=self.host,
+                hook=hook,
+                table=table_name,
+                chain=chain.name,
+                rule_index=rule.index,
+                packet=packet,
+                state=self.state,
+            )
+            outcome = evaluate_rule(rule, ctx)
+            if outcome.result is not Result.MATCH:
+                uncertain = outcome.result is Result.UNKNOWN
+                if uncertain:
+                    self.uncertain.append((table_name, chain.name, rule.index))
+                self.steps.append(
+                    self._rule_step(hook, rule, outcome.result, outcome.clause, outcome.reason,
+                                    None, packet, len(stack), uncertain,
+                                    "not matched: netviz cannot decide this rule, so it follows the not-matched branch" if uncertain else "")
+                )
+                index += 1
+                continue
+            if outcome.assumed:
+                self.uncertain.append((table_name, chain.name, rule.index))
+            target = rule.target
+            step_args = (hook, rule, Result.MATCH, outcome.clause, outcome.reason)
+            if target is None:
+                self.steps.append(self._rule_step(*step_args, "CONTINUE", packet, len(stack), outcome.assumed))
+                index += 1
+                continue
+            jump_to = table.chain(target.name)
+            if jump_to is not None and not jump_to.builtin:
+                if target.goto:
+                    self.steps.append(self._rule_step(*step_args, f"GOTO:{jump_to.name}", packet, len(stack), outcome.assumed))
+                else:
+                    self.steps.append(self._rule_step(*step_args, f"JUMP:{jump_to.name}", packet, len(stack), outcome.assumed))
+                    stack.append((chain, index + 1))
+                    if len(stack) > MAX_JUMP_DEPTH:
+                        self._drop(packet, f"jump stack deeper than {MAX_JUMP_DEPTH}: dropped (a loop?)")
+                        return _TableRun("DROP", packet)
+                chain, index = jump_to, 0
+                continue
+            if target.name == "RETURN":
+                self.steps.append(self._rule_step(*step_args, "RETURN", packet, len(stack), outcome.assumed))
+                if not stack:
+                    return self._policy(hook, table_name, base, packet, 0)
+                chain, index = stack.pop()
+                continue
+            result = apply_target(rule, ctx)
+            new_packet = result.packet
+            uncertain = outcome.assumed or result.assumed or result.unknown
+            if result.assumed or result.unknown:
+                self.uncertain.append((table_name, chain.name, rule.index))
+            verdict = result.verdict
+            kernel_verdict = "DROP" if verdict == "DROP" else verdict
+            note = result.note
+            self.steps.append(
+                self._rule_step(hook, rule, Result.MATCH, outcome.clause, outcome.reason,
+                                kernel_verdict, new_packet, len(stack), uncertain, note)
+            )
+            packet = new_packet
+            if verdict == "CONTINUE":
+                index += 1
+                continue
+            if verdict == "ACCEPT":
+                return _TableRun("ACCEPT", packet)
+            # DROP, REJECT, QUEUE (no userspace here): the packet is gone.
+            self.fate_step = self.steps[-1]
+            return _TableRun("DROP", packet)
+
+    def _policy(self, hook: str, table: str, base: Chain, packet: Packet, depth: int) -> _TableRun:
+        policy = base.policy or "ACCEPT"
+        step = Step(
+            kind=StepKind.POLICY,
+            hook=hook,
+            table=table,
+            chain=base.name,
+            rule=len(base.rules) + 1,
+            line=base.line,
+            text=f"policy {policy}",
+            verdict=policy,
+            packet=packet,
+            depth=depth,
+        )
+        self.steps.append(step)
+        if policy != "ACCEPT":
+            self.fate_step = step
+            return _TableRun("DROP", packet)
+        return _TableRun("ACCEPT", packet)
+
+    @staticmethod
+    def _rule_step(
+        hook: str,
+        rule: Rule,
+        result: Result,
+        clause: str,
+        reason: str,
+        verdict: str | None,
+        packet: Packet,
+        depth: int,
+        uncertain: bool,
+        note: str = "",
+    ) -> Step:
+        return Step(
+            kind=StepKind.RULE,
+            hook=hook,
+            table=rule.table,
+            chain=rule.chain,
+            rule=rule.index,
+            line=rule.line,
+            text=rule.text,
+            result=result,
+            clause=clause,
+            reason=reason,
+            verdict=verdict,
+            packet=packet,
+            depth=depth,
+            uncertain=uncertain,
+            note=note,
+        )
+
+    def _route_step(self, hook: str, packet: Packet, text: str) -> None:
+        self.steps.append(Step(kind=StepKind.ROUTE, hook=hook, text=text, packet=packet))
+
+    def _drop(self, packet: Packet, text: str) -> None:
+        step = Step(kind=StepKind.DROP, hook=self.hooks[-1] if self.hooks else "", text=text, verdict="DROP", packet=packet)
+        self.steps.append(step)
+        self.fate_step = step
+
+    # -- summary -------------------------------------------------------------
+
+    def _summary(self, path: str, verdict: str, packet: Packet) -> str:
+        if verdict == "DROP":
+            step = self.fate_step
+            if step is None:
+                return "dropped"
+            if step.kind is StepKind.POLICY:
+                return f"dropped by the policy of {step.table} {step.chain}"
+            if step.kind is StepKind.RULE:
+                return f"dropped by {step.table} {step.chain} rule {step.rule} (line {step.line})"
+            return step.text
+        if path == "input" or path == "output-local":
+            return f"accepted: delivered to a local process ({packet.dst})"
+        if path == "forward":
+            return f"accepted: forwarded {packet.in_iface} → {packet.out_iface}"
+        return f"accepted: sent out {packet.out_iface}"
+
+
+def _new_is_invalid(packet: Packet) -> str:
+    """Why conntrack would not start a connection with this packet ("" if it would)."""
+    if packet.proto == 6:
+        flags = set(packet.tcp_flags) - {"PSH", "ECE", "CWR"}
+        # tcp_valid_flags[] in nf_conntrack_proto_tcp.c
+        valid = [
+            {"SYN"}, {"SYN", "URG"}, {"SYN", "ACK"}, {"RST"}, {"RST", "ACK"},
+            {"FIN", "ACK"}, {"FIN", "ACK", "URG"}, {"ACK"}, {"ACK", "URG"},
+        ]
+        if flags not in valid:
+            return "conntrack: this TCP flag combination is invalid, so the packet is INVALID"
+        # tcp_new(): only a SYN, or (nf_conntrack_tcp_loose=1) a bare ACK,
+        # can start a connection; SYN+ACK, RST and FIN are INVALID as first packets.
+        if "RST" in flags or "FIN" in flags or flags >= {"SYN", "ACK"}:
+            return "conntrack: a connection cannot start with this TCP packet, so it is INVALID"
+        return ""
+    if packet.proto == 1:
+        # icmp_new(): only query types start a connection.
+        if packet.icmp_type not in (8, 13, 15, 17):
+            return f"conntrack: ICMP type {packet.icmp_type} cannot start a connection, so it is INVALID"
+    if packet.proto == 58:
+        # icmpv6_new(): echo request and node information query only.
+        if packet.icmp_type not in (128, 139):
+            return f"conntrack: ICMPv6 type {packet.icmp_type} cannot start a connection, so it is INVALID"
+    return ""

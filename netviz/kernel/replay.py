@@ -1,0 +1,734 @@
+"""Replay a scenario in the real kernel and read back its own trace.
+
+The kernel is the judge of netviz: a simulated trace is right when its hops
+equal what netfilter reports for the same ruleset and packet.  `replay()` builds
+the scenario's host out of network namespaces (one firewall namespace, one
+peer namespace per interface, joined by veth pairs), loads the ipsets and the
+iptables dump (nf_tables backend), turns nftrace on from a separate nftables
+table at priority -400, injects the packet and converts the `nft -a monitor
+trace` events of that packet into scenario.md hop dicts.
+
+Everything created here lives in namespaces with unique names and is torn
+down in `finally`, so replays can run back to back and concurrently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+TRACE_TABLE = "netviz_trace"
+TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "nft", "ipset")
+INJECT = Path(__file__).with_name("inject.py")
+# How long the trace must stay quiet before the packet is considered done.
+SETTLE = 0.25
+
+# IP total length when the scenario gives none; the same defaults as the
+# engine (pipeline.DEFAULT_LENGTH): a Linux SYN with 20 bytes of options, an
+# empty UDP payload, ping's 56 bytes of ICMP data.  Keyed by (is IPv6, proto).
+DEFAULT_LENGTH = {
+    (False, 6): 60, (False, 17): 28, (False, 1): 84,
+    (True, 6): 80, (True, 17): 48, (True, 58): 104,
+}
+
+_counter = itertools.count()
+_available: tuple[bool, str] | None = None
+_available_lock = threading.Lock()
+
+
+class KernelUnavailable(RuntimeError):
+    """The kernel cannot be asked here (not root, tools missing, no netns…)."""
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ReplayError(RuntimeError):
+    """The scenario could not be replayed: a dump the kernel refused, a packet
+    that could not be sent, a monitor that never started."""
+
+
+class ReplayUnsupported(ReplayError):
+    """The scenario asks for something a single injected packet cannot
+    reproduce (an ESTABLISHED connection, …)."""
+
+
+class ScenarioLike(Protocol):
+    @property
+    def ruleset_text(self) -> str: ...
+    @property
+    def ipsets_text(self) -> str | None: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def host(self) -> dict[str, Any]: ...
+    @property
+    def packet(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class KernelTrace:
+    # scenario.md hop dicts, in the order the kernel reported them.
+    hops: tuple[dict[str, Any], ...]
+    # ACCEPT (delivered locally or left through POSTROUTING), DROP (a DROP
+    # verdict or policy ended it), None (it vanished without a netfilter verdict,
+    # e.g. no route).
+    verdict: str | None
+    raw: tuple[str, ...]  # the monitor lines of this packet
+    packets: tuple[dict[str, Any], ...]  # its `packet:` lines, parsed
+    sent_with: str = ""  # "frame", "socket" or "raw" (see inject.send_local)
+    seconds: float = 0.0
+    handles: dict[tuple[str, str, int], tuple[str, int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+
+def kernel_available() -> tuple[bool, str]:
+    global _available
+    with _available_lock:
+        if _available is None:
+            _available = _probe_kernel()
+        return _available
+
+
+def _probe_kernel() -> tuple[bool, str]:
+    if platform.system() != "Linux":
+        return False, f"not Linux ({platform.system()})"
+    if os.geteuid() != 0:
+        return False, "not root (network namespaces and netfilter need CAP_NET_ADMIN)"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return False, "missing tools: " + ", ".join(missing)
+    name = f"nvz-{os.getpid()}-probe-{next(_counter)}"
+    try:
+        _run(["ip", "netns", "add", name])
+        _run(["ip", "netns", "exec", name, "nft", "list", "ruleset"])
+    except (ReplayError, OSError) as exc:
+        return False, f"cannot create a network namespace: {exc}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    return True, ""
+
+
+def _run(cmd: list[str], stdin: str | None = None, timeout: float = 10.0) -> str:
+    proc = subprocess.run(
+        cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise ReplayError(f"{' '.join(cmd[:6])}… failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+# ---------------------------------------------------------------------------
+# Host construction
+
+
+@dataclass
+class _Iface:
+    name: str
+    addrs: list[str]
+    peer_ns: str
+    peer_name: str
+    mac: str
+    peer_mac: str
+
+
+@dataclass
+class _Env:
+    fw: str
+    ifaces: list[_Iface]
+    namespaces: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+
+def _mac(n: int, i: int, side: int) -> str:
+    # Locally administered unicast addresses (02:…), unique per replay.
+    octets = (side, (n >> 8) & 0xFF, n & 0xFF, os.getpid() & 0xFF, i)
+    return "02:" + ":".join(f"{o:02x}" for o in octets)
+
+
+def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
+    fw = env.fw
+    _run(["ip", "netns", "add", fw])
+    env.namespaces.append(fw)
+    # Defaults first, so interfaces created afterwards inherit them: rp_filter 0
+    # (the kernel uses max(all, iface)), forwarding on.  IPv6 is switched off
+    # in IPv4 scenarios so no ND/MLD chatter reaches the trace.
+    sysctls = [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv4.conf.all.accept_local=1",
+    ]
+    if v6:
+        sysctls += [
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.default.forwarding=1",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_ra=0",
+        ]
+    else:
+        sysctls += ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+    _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *sysctls])
+    batch = ["link set lo up"]
+    for iface in env.ifaces:
+        _run(["ip", "netns", "add", iface.peer_ns])
+        env.namespaces.append(iface.peer_ns)
+        # Peers only send raw frames: no IPv6 there, so nothing of theirs is traced.
+        _run([
+            "ip", "netns", "exec", iface.peer_ns, "sysctl", "-q", "-w",
+            "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
+        ])
+        _run([
+            "ip", "link", "add", iface.name, "address", iface.mac, "netns", fw, "type", "veth",
+            "peer", "name", iface.peer_name, "address", iface.peer_mac, "netns", iface.peer_ns,
+        ])
+        _run(["ip", "-n", iface.peer_ns, "link", "set", iface.peer_name, "up"])
+        batch.append(f"link set {iface.name} up")
+        for addr in iface.addrs:
+            extra = " nodad" if ipaddress.ip_interface(addr).version == 6 else ""
+            batch.append(f"addr add {addr} dev {iface.name}{extra}")
+    _run(["ip", "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+    batch = []
+    for route in scenario.host.get("routes", []) or []:
+        batch.append(f"route add {route}")
+        gateway = _route_gateway(route, env.ifaces)
+        if gateway is not None:
+            gw, dev = gateway
+            # A permanent neighbour so a forwarded packet is really transmitted
+            # (no ARP/ND round trip to a peer that never answers).
+            peer = next(i for i in env.ifaces if i.name == dev)
+            batch.append(f"neigh replace {gw} lladdr {peer.peer_mac} dev {dev} nud permanent")
+    # Not in scenario.md (yet): `host.rules`, `ip rule` lines for policy
+    # routing (fwmark), so a mark set in mangle OUTPUT can change the route.
+    for rule in scenario.host.get("rules", []) or []:
+        batch.append(f"rule add {rule}")
+    if batch:
+        family_flag = "-6" if v6 else "-4"
+        _run(["ip", family_flag, "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+
+
+def _route_gateway(route: str, ifaces: list[_Iface]) -> tuple[str, str] | None:
+    words = route.split()
+    if "via" not in words:
+        return None
+    gw = words[words.index("via") + 1]
+    if "dev" in words:
+        dev = words[words.index("dev") + 1]
+        if any(i.name == dev for i in ifaces):
+            return gw, dev
+        return None
+    try:
+        addr = ipaddress.ip_address(gw)
+    except ValueError:
+        return None
+    for iface in ifaces:
+        for a in iface.addrs:
+            net = ipaddress.ip_interface(a).network
+            if net.version == addr.version and addr in net:
+                return gw, iface.name
+    return None
+
+
+def _trace_table(v6: bool, mark: int, arriving: bool) -> str:
+    # inet covers ip and ip6.  Probe packets (UDP 7→7 to 192.0.0.254 or
+    # 127.0.0.254, sent by inject.py until the monitor shows them) are traced
+    # and dropped here, before raw (-300) or conntrack (-200) ever see them.
+    set_mark = f"meta mark set {mark:#x}\n" if (mark and arriving) else ""
+    return f"""
+table inet {TRACE_TABLE} {{
+  chain pre {{
+    type filter hook prerouting priority -400; policy accept;
+    ip daddr 192.0.0.254 udp sport 7 udp dport 7 meta nftrace set 1 drop
+    {set_mark}meta nftrace set 1
+  }}
+  chain out {{
+    type filter hook output priority -400; policy accept;
+    ip daddr 127.0.0.254 udp sport 7 udp dport 7 meta nftrace set 1 drop
+    meta nftrace set 1
+  }}
+  # Empty chains after every iptables table (security is at 150, nat SNAT at
+  # 100): their policy line says the packet got through netfilter.
+  chain fin_in {{ type filter hook input priority 1000; policy accept; }}
+  chain fin_post {{ type filter hook postrouting priority 1000; policy accept; }}
+}}
+"""
+
+
+_TABLE_RE = re.compile(r"^table (\S+) (\S+) \{ # handle \d+")
+_CHAIN_RE = re.compile(r"^\s*chain (\S+) \{ # handle \d+")
+_HANDLE_RE = re.compile(r"# handle (\d+)\s*$")
+
+
+def parse_handles(listing: str) -> dict[tuple[str, str, int], tuple[str, int]]:
+    """(family, table, handle) → (chain, 1-based position) from `nft -a list ruleset`."""
+    out: dict[tuple[str, str, int], tuple[str, int]] = {}
+    family = table = chain = ""
+    position = 0
+    for line in listing.splitlines():
+        m = _TABLE_RE.match(line)
+        if m:
+            family, table = m.group(1), _unquote(m.group(2))
+            chain = ""
+            continue
+        m = _CHAIN_RE.match(line)
+        if m:
+            chain, position = _unquote(m.group(1)), 0
+            continue
+        if line.strip() == "}":
+            continue
+        m = _HANDLE_RE.search(line)
+        if m and chain:
+            position += 1
+            out[(family, table, int(m.group(1)))] = (chain, position)
+    return out
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+# ---------------------------------------------------------------------------
+# Trace events
+
+_EVENT_RE = re.compile(r"^trace id (\S+) (\S+) (\S+) (\S+) (.*)$")
+_RULE_RE = re.compile(r"# handle (\d+) \(verdict ([^)]*)\)")
+_POLICY_RE = re.compile(r"^policy (accept|drop)\b")
+
+
+@dataclass(frozen=True)
+class _Event:
+    id: str
+    family: str
+    table: str
+    chain: str
+    kind: str  # packet, rule, policy, other
+    body: str
+    line: str
+
+
+def parse_event(line: str) -> _Event | None:
+    m = _EVENT_RE.match(line.strip())
+    if not m:
+        return None
+    trace_id, family, table, chain, body = m.groups()
+    chain = _unquote(chain)
+    if body.startswith("packet:"):
+        kind = "packet"
+    elif body.startswith("rule "):
+        kind = "rule"
+    elif body.startswith("policy "):
+        kind = "policy"
+    else:
+        kind = "other"
+    return _Event(trace_id, family, table, chain, kind, body, line.strip())
+
+
+_PACKET_FIELDS = {
+    "iif": "iif",
+    "oif": "oif",
+    "saddr": "saddr",
+    "daddr": "daddr",
+    "sport": "sport",
+    "dport": "dport",
+    "mark": "mark",
+}
+
+
+def parse_packet_line(body: str) -> dict[str, Any]:
+    """The interesting fields of a `packet:` line (iif, oif, addresses, ports, mark)."""
+    words = body.split()
+    out: dict[str, Any] = {}
+    for i, word in enumerate(words[:-1]):
+        nxt = words[i + 1].strip('"')
+        prev = words[i - 1] if i else ""
+        if word in ("iif", "oif") and prev != "meta" or word in ("saddr", "daddr") and prev in ("ip", "ip6"):
+            out[word] = nxt
+        elif word in ("sport", "dport") and prev in ("tcp", "udp", "sctp", "udplite", "dccp"):
+            out[word] = int(nxt) if nxt.isdigit() else nxt
+            out["proto"] = prev
+        elif word == "mark" and prev == "meta":
+            out["mark"] = int(nxt, 16) if nxt.startswith("0x") else int(nxt)
+        elif word == "nexthdr" and prev == "ip6" or word == "protocol" and prev == "ip":
+            out.setdefault("proto", nxt)
+        elif word == "type" and prev in ("icmp", "icmpv6"):
+            out["icmp_type"] = nxt
+            out["proto"] = prev
+    return out
+
+
+def _hop_verdict(text: str) -> str:
+    words = text.split()
+    if not words:
+        return text.upper()
+    if words[0] in ("jump", "goto") and len(words) > 1:
+        return f"{words[0].upper()}:{_unquote(words[1])}"
+    return words[0].upper()
+
+
+def events_to_hops(
+    events: list[_Event], handles: dict[tuple[str, str, int], tuple[str, int]]
+) -> tuple[tuple[dict[str, Any], ...], str | None]:
+    hops: list[dict[str, Any]] = []
+    verdict: str | None = None
+    oif = ""
+    for ev in events:
+        if ev.kind == "packet":
+            oif = parse_packet_line(ev.body).get("oif", "")
+        if ev.kind not in ("rule", "policy"):
+            continue
+        if ev.table == TRACE_TABLE:
+            # Leaving through lo is not the end: the packet comes back in.
+            if ev.kind == "policy" and (ev.chain == "fin_in" or ev.chain == "fin_post" and oif != "lo"):
+                verdict = "ACCEPT"
+            elif ev.kind == "rule" and "(verdict drop)" in ev.body:
+                verdict = "DROP"
+            continue
+        if ev.kind == "policy":
+            m = _POLICY_RE.match(ev.body)
+            policy = m.group(1).upper() if m else ev.body.split()[1].upper()
+            hops.append({"table": ev.table, "chain": ev.chain, "policy": policy})
+            verdict = "DROP" if policy == "DROP" else None
+            continue
+        rm = list(_RULE_RE.finditer(ev.body))
+        if not rm:
+            raise ReplayError(f"cannot read trace line: {ev.line}")
+        handle, word = int(rm[-1].group(1)), rm[-1].group(2)
+        chain, position = handles.get((ev.family, ev.table, handle), (ev.chain, 0))
+        if position == 0 or chain != ev.chain:
+            raise ReplayError(f"rule handle {handle} not in the loaded ruleset: {ev.line}")
+        hop_verdict = _hop_verdict(word)
+        hops.append({"table": ev.table, "chain": ev.chain, "rule": position, "verdict": hop_verdict})
+        verdict = "DROP" if hop_verdict == "DROP" else None
+    return tuple(hops), verdict
+
+
+def _is_ours(info: dict[str, Any], pkt: dict[str, Any]) -> bool:
+    if info.get("saddr") is None or info.get("daddr") is None:
+        return False
+    try:
+        if ipaddress.ip_address(info["saddr"]) != ipaddress.ip_address(pkt["src"]):
+            return False
+        if ipaddress.ip_address(info["daddr"]) != ipaddress.ip_address(pkt["dst"]):
+            return False
+    except ValueError:
+        return False
+    if pkt["proto"] in ("tcp", "udp"):
+        return info.get("sport") == pkt["sport"] and info.get("dport") == pkt["dport"]
+    return True
+
+
+def _is_probe(info: dict[str, Any]) -> bool:
+    return info.get("sport") == 7 and info.get("dport") == 7 and info.get("daddr") in (
+        "192.0.0.254",
+        "127.0.0.254",
+    )
+
+
+def select_events(events: list[_Event], pkt: dict[str, Any]) -> list[_Event]:
+    """The events of our packet: the trace id of its first `packet:` line.
+
+    A trace id comes from the skb, so a later, unrelated skb can reuse it once
+    ours is freed; stop at a `packet:` line of another protocol or a probe.
+    A packet sent to a local address leaves through `lo` and comes back in
+    under a new trace id (seen on 6.x): follow it by its (post-NAT) addresses
+    and ports on the `iif "lo"` side.
+    """
+    out: list[_Event] = []
+    want = _proto_word(pkt)
+    match: dict[str, Any] = {"src": pkt["src"], "dst": pkt["dst"], "proto": pkt["proto"],
+                             "sport": pkt.get("sport"), "dport": pkt.get("dport")}
+    start = 0
+    need_iif: str | None = None
+    while True:
+        ours: str | None = None
+        for i in range(start, len(events)):
+            ev = events[i]
+            if ev.kind == "packet" and ev.table == TRACE_TABLE:
+                info = parse_packet_line(ev.body)
+                if (need_iif is None or info.get("iif") == need_iif) and _is_ours(info, match):
+                    ours, start = ev.id, i
+                    break
+        if ours is None:
+            return out
+        last_info: dict[str, Any] = {}
+        last_index = start
+        for i in range(start, len(events)):
+            ev = events[i]
+            if ev.id != ours:
+                continue
+            if ev.kind == "packet":
+                info = parse_packet_line(ev.body)
+                if i != start and (_is_probe(info) or (want and info.get("proto") not in (None, want))):
+                    break
+                last_info = info
+            out.append(ev)
+            last_index = i
+        if last_info.get("oif") != "lo" or need_iif == "lo":
+            return out
+        match = {"src": last_info.get("saddr"), "dst": last_info.get("daddr"), "proto": pkt["proto"],
+                 "sport": last_info.get("sport"), "dport": last_info.get("dport")}
+        need_iif = "lo"
+        start = last_index + 1
+
+
+def _proto_word(pkt: dict[str, Any]) -> str:
+    proto = str(pkt["proto"])
+    return {"icmpv6": "icmpv6", "icmp": "icmp", "tcp": "tcp", "udp": "udp"}.get(proto, "")
+
+
+# ---------------------------------------------------------------------------
+# The replay
+
+
+def _normalise_packet(raw: dict[str, Any], v6: bool) -> dict[str, Any]:
+    pkt = dict(raw)
+    proto = str(pkt.get("proto", "tcp")).lower()
+    if proto in ("ipv6-icmp", "icmp6"):
+        proto = "icmpv6"
+    if proto == "icmp" and v6:
+        proto = "icmpv6"
+    pkt["proto"] = proto
+    if proto in ("tcp", "udp"):
+        pkt["sport"] = int(pkt.get("sport") or 40000)
+        pkt["dport"] = int(pkt.get("dport") or 80)
+    if proto == "tcp":
+        pkt["tcp_flags"] = str(pkt.get("tcp_flags") or "S")
+    if proto in ("icmp", "icmpv6"):
+        default_type = 128 if proto == "icmpv6" else 8
+        t = pkt.get("icmp_type")
+        pkt["icmp_type"] = int(default_type if t is None else t)
+        pkt["icmp_code"] = int(pkt.get("icmp_code") or 0)
+    pkt["mark"] = int(pkt.get("mark") or 0)
+    number = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}.get(proto, 0)
+    pkt["length"] = int(pkt.get("length") or DEFAULT_LENGTH.get((v6, number), 60 if v6 else 40))
+    return pkt
+
+
+def _as_scenario(scenario: Any) -> ScenarioLike:
+    if isinstance(scenario, dict):
+        from netviz.scenario import scenario_from_dict  # the lead's loader
+
+        return scenario_from_dict(scenario)  # type: ignore[no-any-return]
+    return scenario  # type: ignore[no-any-return]
+
+
+def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
+    ok, why = kernel_available()
+    if not ok:
+        raise KernelUnavailable(why)
+    scenario = _as_scenario(scenario)
+    started = time.monotonic()
+    deadline = started + timeout
+    v6 = str(scenario.family or "ipv4").lower() == "ipv6"
+    pkt = _normalise_packet(scenario.packet, v6)
+    ctstate = str(pkt.get("ctstate") or "NEW").upper()
+    if ctstate != "NEW":
+        raise ReplayUnsupported(
+            f"ctstate {ctstate}: one injected packet always starts a NEW connection"
+        )
+    n = next(_counter)
+    prefix = f"nvz-{os.getpid()}-{n}"
+    ifaces: list[_Iface] = []
+    for i, spec in enumerate(scenario.host.get("interfaces", []) or []):
+        if spec["name"] == "lo":
+            continue
+        ifaces.append(
+            _Iface(
+                name=spec["name"],
+                addrs=list(spec.get("addrs", []) or []),
+                peer_ns=f"{prefix}-p{i}",
+                peer_name=f"p{i}",
+                mac=_mac(n, i, 0xA),
+                peer_mac=_mac(n, i, 0xB),
+            )
+        )
+    env = _Env(fw=f"{prefix}-fw", ifaces=ifaces)
+    arriving = bool(pkt.get("in_iface"))
+    lines: list[tuple[float, str]] = []
+    try:
+        _build_host(scenario, env, v6)
+        fw = env.fw
+        if scenario.ipsets_text and scenario.ipsets_text.strip():
+            _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(scenario.ipsets_text))
+        restore = "ip6tables-restore" if v6 else "iptables-restore"
+        _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(scenario.ruleset_text))
+        _run(["ip", "netns", "exec", fw, "nft", "-f", "-"], stdin=_trace_table(v6, pkt["mark"], arriving))
+        handles = parse_handles(_run(["ip", "netns", "exec", fw, "nft", "-a", "list", "ruleset"]))
+
+        monitor = subprocess.Popen(
+            ["ip", "netns", "exec", fw, "stdbuf", "-oL", "nft", "-a", "monitor", "trace"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            text=True, start_new_session=True,
+        )
+        env.procs.append(monitor)
+        seen = threading.Condition()
+
+        def reader() -> None:
+            assert monitor.stdout is not None
+            for line in monitor.stdout:
+                with seen:
+                    lines.append((time.monotonic(), line.rstrip("\n")))
+                    seen.notify_all()
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+
+        if arriving:
+            iface = next((i for i in ifaces if i.name == pkt["in_iface"]), None)
+            if iface is None:
+                raise ReplayError(f"in_iface {pkt['in_iface']!r} is not a host interface")
+            spec = {
+                "mode": "arriving", "packet": pkt, "ifname": iface.peer_name,
+                "src_mac": iface.peer_mac, "dst_mac": iface.mac,
+            }
+            ns = iface.peer_ns
+        else:
+            spec = {"mode": "local", "packet": pkt, "src_is_local": _src_is_local(pkt["src"], ifaces)}
+            ns = fw
+        helper = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, str(INJECT), json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )
+        env.procs.append(helper)
+
+        def probe_seen() -> bool:
+            return any(TRACE_TABLE in ln and "(verdict drop)" in ln for _, ln in lines)
+
+        with seen:
+            while not probe_seen():
+                left = deadline - time.monotonic()
+                if left <= 0 or helper.poll() is not None:
+                    break
+                seen.wait(min(left, 0.05))
+        if not probe_seen():
+            err = helper.stderr.read() if helper.poll() is not None and helper.stderr else ""
+            raise ReplayError(f"nft monitor trace never showed a probe packet {err.strip()}")
+        try:
+            out, err = helper.communicate("go\n", timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired as exc:
+            raise ReplayError("packet injection timed out") from exc
+        result = _last_json(out)
+        if "error" in result or helper.returncode != 0:
+            raise ReplayError(f"injection failed: {result.get('error') or err.strip()}")
+        sent_with = str(result.get("sent", ""))
+
+        # Settle: wait until the trace has been quiet for SETTLE seconds.
+        sent_at = time.monotonic()
+        with seen:
+            while True:
+                now = time.monotonic()
+                last = max([t for t, _ in lines] + [sent_at])
+                if now - last >= SETTLE or now >= deadline:
+                    break
+                seen.wait(min(SETTLE - (now - last), max(deadline - now, 0.01)))
+        _stop(monitor)
+        thread.join(timeout=1.0)
+        with seen:
+            snapshot = [ln for _, ln in lines]
+    finally:
+        _teardown(env)
+
+    events = [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
+    ours = select_events(events, pkt)
+    hops, verdict = events_to_hops(ours, handles)
+    packets = tuple(
+        {"table": ev.table, "chain": ev.chain, **parse_packet_line(ev.body)}
+        for ev in ours
+        if ev.kind == "packet"
+    )
+    return KernelTrace(
+        hops=hops,
+        verdict=verdict,
+        raw=tuple(ev.line for ev in ours),
+        packets=packets,
+        sent_with=sent_with,
+        seconds=time.monotonic() - started,
+        handles=handles,
+    )
+
+
+def _src_is_local(src: str, ifaces: list[_Iface]) -> bool:
+    addr = ipaddress.ip_address(src)
+    if addr.is_loopback:
+        return True
+    return any(ipaddress.ip_interface(a).ip == addr for i in ifaces for a in i.addrs)
+
+
+def _ensure_nl(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    for line in reversed(out.splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {"error": f"no answer from the injector: {out.strip()!r}"}
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=1.0)
+
+
+def _teardown(env: _Env) -> None:
+    for proc in env.procs:
+        _stop(proc)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+    # Deleting a namespace destroys its veths, ipsets and nftables tables.
+    for ns in reversed(env.namespaces):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def check_loads(ruleset_text: str, ipsets_text: str | None = None, family: str = "ipv4") -> None:
+    """Load the dump (and ipsets) into a throw-away namespace; raise ReplayError
+    with the restore tool's message when the kernel refuses it."""
+    ok, why = kernel_available()
+    if not ok:
+        raise KernelUnavailable(why)
+    ns = f"nvz-{os.getpid()}-{next(_counter)}-load"
+    _run(["ip", "netns", "add", ns])
+    try:
+        if ipsets_text and ipsets_text.strip():
+            _run(["ip", "netns", "exec", ns, "ipset", "restore"], stdin=_ensure_nl(ipsets_text))
+        restore = "ip6tables-restore" if family == "ipv6" else "iptables-restore"
+        _run(["ip", "netns", "exec", ns, restore], stdin=_ensure_nl(ruleset_text))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)

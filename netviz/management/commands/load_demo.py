@@ -1,0 +1,125 @@
+"""python manage.py load_demo — the demo nodes of fixtures/demo, with traces.
+
+Idempotent: a demo ruleset is found again by its name; when its files have
+not changed it is kept, otherwise it is replaced.  Host profiles and saved
+traces are updated in place, and every trace is computed by the engine now —
+if the engine cannot trace a scenario the command fails and stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from netviz import models, store
+from netviz.engine.host import Host
+from netviz.engine.pipeline import packet_from_dict, state_from_options, trace_packet
+from netviz.engine.ruleset import Family
+from netviz.scenario import load_scenario
+
+
+def demo_dir() -> Path:
+    return Path(settings.BASE_DIR) / "fixtures" / "demo"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def load_node(directory: Path) -> dict[str, Any]:
+    meta = json.loads((directory / "meta.json").read_text())
+    return {
+        "name": meta["name"],
+        "description": meta.get("description", ""),
+        "source": (directory / "ruleset.rules").read_text(),
+        "ipsets": _read(directory / "ipsets.ipset"),
+        "host": json.loads((directory / "host.json").read_text()),
+        "scenarios": sorted((directory / "scenarios").glob("*.json")),
+    }
+
+
+class Command(BaseCommand):
+    help = "Store the demo rulesets, host profiles and traces (idempotent)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dir", help="demo directory (default: fixtures/demo)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        root = Path(options["dir"]) if options.get("dir") else demo_dir()
+        nodes = sorted(p for p in root.iterdir() if (p / "meta.json").exists()) if root.is_dir() else []
+        if not nodes:
+            raise CommandError(f"no demo nodes under {root}")
+        with transaction.atomic():
+            for directory in nodes:
+                self.load(load_node(directory))
+
+    def load(self, node: dict[str, Any]) -> None:
+        ruleset = models.Ruleset.objects.filter(is_demo=True, name=node["name"]).first()
+        if ruleset is not None and (
+            ruleset.source != node["source"] or ruleset.ipsets_source != node["ipsets"]
+        ):
+            ruleset.delete()  # the files changed: store them afresh
+            ruleset = None
+        if ruleset is None:
+            try:
+                ruleset = store.store_ruleset(
+                    name=node["name"],
+                    source=node["source"],
+                    ipsets_source=node["ipsets"],
+                    description=node["description"],
+                    is_demo=True,
+                )
+            except store.ParseError as exc:
+                raise CommandError(f"{node['name']}: line {exc.line}: {exc.reason}") from exc
+        elif ruleset.description != node["description"]:
+            ruleset.description = node["description"]
+            ruleset.save(update_fields=["description"])
+
+        family = Family(ruleset.family)
+        host_dict = Host.from_dict(node["host"], family).to_dict()
+        host, _ = models.HostProfile.objects.update_or_create(
+            ruleset=ruleset,
+            name=f"{node['name']} host",
+            defaults={"interfaces": host_dict["interfaces"], "routes": host_dict["routes"], "is_public": True},
+        )
+
+        parsed = store.load_ruleset(ruleset)
+        titles = []
+        for path in node["scenarios"]:
+            scenario = load_scenario(path)
+            title = scenario.name or path.stem
+            titles.append(title)
+            try:
+                trace = trace_packet(
+                    parsed,
+                    Host.from_dict(scenario.host or node["host"], family),
+                    packet_from_dict(scenario.packet, family),
+                    state_from_options(scenario.options or {}),
+                )
+            except Exception as exc:
+                # No fake results: a scenario the engine cannot trace stops the load.
+                raise CommandError(f"{path}: the engine could not trace it: {exc}") from exc
+            models.SavedTrace.objects.update_or_create(
+                ruleset=ruleset,
+                title=title,
+                defaults={
+                    "host": host,
+                    "packet": scenario.packet,
+                    "options": scenario.options or {},
+                    "result": trace.to_dict(),
+                    "verdict": trace.verdict,
+                    "is_public": True,
+                },
+            )
+            self.stdout.write(f"  {trace.verdict:6} {title}")
+        # Scenarios removed from the fixtures disappear from the demo too.
+        models.SavedTrace.objects.filter(ruleset=ruleset).exclude(title__in=titles).delete()
+        self.stdout.write(
+            f"demo ruleset {ruleset.pk} \"{ruleset.name}\": {ruleset.rule_count} rules, "
+            f"{len(titles)} traces"
+        )

@@ -1,0 +1,148 @@
+"""Parsed dumps, host profiles and saved traces.
+
+The dump text is kept verbatim (Ruleset.source) so a ruleset can always be
+re-parsed into the engine's frozen objects; the Table/Chain/Rule rows exist
+for browsing, searching and counting in the database.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Owned(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    # Demo data and uploads of anonymous users are public; an owner's uploads
+    # are private unless shared by the read-only link.
+    is_public = models.BooleanField(default=True)
+    share_token = models.CharField(max_length=32, default=new_token, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
+class Ruleset(Owned):
+    FAMILIES = [("ipv4", "IPv4"), ("ipv6", "IPv6")]
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    family = models.CharField(max_length=4, choices=FAMILIES, default="ipv4")
+    source = models.TextField()  # the iptables-save text as uploaded
+    ipsets_source = models.TextField(blank=True)  # the `ipset save` text as uploaded
+    rule_count = models.PositiveIntegerField(default=0)
+    chain_count = models.PositiveIntegerField(default=0)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("netviz:ruleset", args=[self.pk])
+
+
+class Table(models.Model):
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.CASCADE, related_name="tables")
+    name = models.CharField(max_length=16)
+    line = models.PositiveIntegerField()
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["ruleset", "name"], name="unique_table")
+        ]
+
+
+class Chain(models.Model):
+    table = models.ForeignKey(Table, on_delete=models.CASCADE, related_name="chains")
+    name = models.CharField(max_length=64)
+    policy = models.CharField(max_length=8, blank=True)  # "" for user chains
+    builtin = models.BooleanField(default=False)
+    line = models.PositiveIntegerField()
+    position = models.PositiveIntegerField()
+    packets = models.BigIntegerField(null=True)
+    bytes = models.BigIntegerField(null=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["table", "name"], name="unique_chain")
+        ]
+
+
+class Rule(models.Model):
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="rules")
+    index = models.PositiveIntegerField()  # 1-based position in the chain
+    line = models.PositiveIntegerField()  # source line in Ruleset.source
+    text = models.TextField()
+    target = models.CharField(max_length=64, blank=True)
+    goto = models.BooleanField(default=False)
+    comment = models.TextField(blank=True)
+    packets = models.BigIntegerField(null=True)
+    bytes = models.BigIntegerField(null=True)
+
+    class Meta:
+        ordering = ["index"]
+
+
+class IPSet(models.Model):
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.CASCADE, related_name="ipsets")
+    name = models.CharField(max_length=64)
+    type = models.CharField(max_length=32)
+    family = models.CharField(max_length=8, default="inet")
+    line = models.PositiveIntegerField()
+    member_count = models.PositiveIntegerField(default=0)
+    members = models.JSONField(default=list)  # ["10.0.0.1,tcp:80", …] as saved
+
+    class Meta:
+        ordering = ["name"]
+
+
+class HostProfile(Owned):
+    """Interfaces, addresses and routes: the scenario's `host` object."""
+
+    name = models.CharField(max_length=200)
+    ruleset = models.ForeignKey(
+        Ruleset, null=True, blank=True, on_delete=models.CASCADE, related_name="hosts"
+    )
+    interfaces = models.JSONField(default=list)  # [{"name": "eth0", "addrs": ["10.0.0.1/24"]}]
+    routes = models.JSONField(default=list)  # ["default via 10.0.0.254 dev eth0"]
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_scenario_host(self) -> dict[str, object]:
+        return {"interfaces": self.interfaces, "routes": self.routes}
+
+
+class SavedTrace(Owned):
+    title = models.CharField(max_length=200, blank=True)
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.CASCADE, related_name="traces")
+    host = models.ForeignKey(HostProfile, null=True, blank=True, on_delete=models.SET_NULL)
+    packet = models.JSONField()  # the scenario's `packet` object
+    options = models.JSONField(default=dict)  # seed, statistic choices
+    result = models.JSONField(default=dict)  # Trace.to_dict() when saved
+    verdict = models.CharField(max_length=8, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.title or f"trace {self.pk}"

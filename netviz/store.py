@@ -1,0 +1,263 @@
+"""Storing parsed dumps in the database, and getting the engine's view back.
+
+A dump is parsed first (a ParseError propagates and nothing is written), then
+all rows go in inside one transaction, so a failure half-way leaves nothing.
+The engine never reads the rows: `load_ruleset` re-parses the stored text,
+with a per-process cache so a trace does not re-parse a big dump every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Model
+
+from netviz import models
+from netviz.engine.parser import ParseError, parse_ipset_save, parse_ruleset
+from netviz.engine.ruleset import Family
+from netviz.engine.ruleset import Ruleset as EngineRuleset
+
+__all__ = ["ParseError", "load_ruleset", "store_host", "store_ruleset"]
+
+BATCH_SIZE = 5000
+CACHE_SIZE = 8
+
+Progress = Callable[[int, int], None]
+
+
+def _family(value: str | None) -> Family | None:
+    if value in (None, ""):
+        return None
+    return Family(value)
+
+
+def member_text(member: Any) -> str:
+    # `ipset save` prints "add NAME elem[,elem…] [nomatch] [timeout N]"; keep
+    # the part after the set name, the way it was saved.
+    text = ",".join(member.elements)
+    if member.timeout is not None:
+        text += f" timeout {member.timeout}"
+    if member.nomatch:
+        text += " nomatch"
+    return text
+
+
+def store_ruleset(
+    *,
+    name: str,
+    source: str,
+    ipsets_source: str = "",
+    family: str | None = None,
+    owner: Any = None,
+    description: str = "",
+    progress: Progress | None = None,
+    is_demo: bool = False,
+) -> models.Ruleset:
+    if ipsets_source:
+        # Parse the ipset text alone first, so an error in it can be told
+        # apart from one in the dump (the line numbers are the ipset text's).
+        try:
+            parse_ipset_save(ipsets_source)
+        except ParseError as exc:
+            exc.origin = "ipsets"  # type: ignore[attr-defined]
+            raise
+    parsed = parse_ruleset(source, ipsets_source or None, _family(family))
+    return save_parsed(
+        parsed,
+        name=name,
+        source=source,
+        ipsets_source=ipsets_source,
+        owner=owner,
+        description=description,
+        progress=progress,
+        is_demo=is_demo,
+    )
+
+
+def save_parsed(
+    parsed: EngineRuleset,
+    *,
+    name: str,
+    source: str,
+    ipsets_source: str = "",
+    owner: Any = None,
+    description: str = "",
+    progress: Progress | None = None,
+    is_demo: bool = False,
+) -> models.Ruleset:
+    all_rules = [r for t in parsed.tables for c in t.chains for r in c.rules]
+    chain_count = sum(len(t.chains) for t in parsed.tables)
+    total = len(all_rules)
+    with transaction.atomic():
+        ruleset = models.Ruleset.objects.create(
+            name=name[:200],
+            description=description,
+            family=parsed.family.value,
+            source=source,
+            ipsets_source=ipsets_source,
+            rule_count=total,
+            chain_count=chain_count,
+            is_demo=is_demo,
+            owner=owner,
+            # Anonymous uploads are public (there is nobody to own them);
+            # an owner's upload stays private until shared.
+            is_public=owner is None,
+        )
+        tables = models.Table.objects.bulk_create(
+            models.Table(ruleset=ruleset, name=t.name, line=t.line, position=i)
+            for i, t in enumerate(parsed.tables)
+        )
+        # Rows go in with executemany: model instances and bulk_create cost
+        # several seconds for a 100k-rule dump, plain parameter tuples do not.
+        chain_params = [
+            (
+                table_row.pk,
+                chain.name,
+                chain.policy or "",
+                chain.builtin,
+                chain.line,
+                i,
+                chain.counters.packets if chain.counters else None,
+                chain.counters.bytes if chain.counters else None,
+            )
+            for table_row, table in zip(tables, parsed.tables, strict=True)
+            for i, chain in enumerate(table.chains)
+        ]
+        _insert(
+            models.Chain,
+            ["table", "name", "policy", "builtin", "line", "position", "packets", "bytes"],
+            chain_params,
+        )
+        table_names = {t.pk: t.name for t in tables}
+        chain_ids = {
+            (table_names[table_id], name): pk
+            for pk, table_id, name in models.Chain.objects.filter(table__ruleset=ruleset).values_list(
+                "pk", "table_id", "name"
+            )
+        }
+
+        if progress:
+            progress(0, total)
+        done = 0
+        rule_fields = ["chain", "index", "line", "text", "target", "goto", "comment", "packets", "bytes"]
+        for batch in _batches(all_rules, BATCH_SIZE):
+            _insert(
+                models.Rule,
+                rule_fields,
+                [
+                    (
+                        chain_ids[(rule.table, rule.chain)],
+                        rule.index,
+                        rule.line,
+                        rule.text,
+                        rule.target.name if rule.target else "",
+                        bool(rule.target and rule.target.goto),
+                        "; ".join(rule.comments()),
+                        rule.counters.packets if rule.counters else None,
+                        rule.counters.bytes if rule.counters else None,
+                    )
+                    for rule in batch
+                ],
+            )
+            done += len(batch)
+            if progress:
+                progress(done, total)
+
+        models.IPSet.objects.bulk_create(
+            (
+                models.IPSet(
+                    ruleset=ruleset,
+                    name=s.name,
+                    type=s.type,
+                    family=s.family,
+                    line=s.line,
+                    member_count=len(s.members),
+                    members=[member_text(m) for m in s.members],
+                )
+                for s in parsed.ipsets
+            ),
+            batch_size=BATCH_SIZE,
+        )
+    _remember(ruleset, parsed)
+    return ruleset
+
+
+def _insert(model: type[Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    meta = model._meta
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(meta.get_field(f).column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({marks})", rows)
+
+
+def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def store_host(
+    *,
+    name: str,
+    interfaces: list[dict[str, Any]],
+    routes: list[str],
+    ruleset: models.Ruleset | None = None,
+    owner: Any = None,
+) -> models.HostProfile:
+    return models.HostProfile.objects.create(
+        name=name[:200],
+        interfaces=interfaces,
+        routes=routes,
+        ruleset=ruleset,
+        owner=owner,
+        is_public=owner is None,
+    )
+
+
+# --- the engine's view of a stored ruleset --------------------------------
+
+_cache: OrderedDict[tuple[int, str], EngineRuleset] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _key(model: models.Ruleset) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    digest.update(model.family.encode())
+    digest.update(b"\0")
+    digest.update(model.source.encode())
+    digest.update(b"\0")
+    digest.update(model.ipsets_source.encode())
+    return (int(model.pk), digest.hexdigest())
+
+
+def _remember(model: models.Ruleset, parsed: EngineRuleset) -> None:
+    key = _key(model)
+    with _cache_lock:
+        _cache[key] = parsed
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+
+
+def load_ruleset(model: models.Ruleset) -> EngineRuleset:
+    key = _key(model)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+            return cached
+    parsed = parse_ruleset(model.source, model.ipsets_source or None, Family(model.family))
+    _remember(model, parsed)
+    return parsed
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

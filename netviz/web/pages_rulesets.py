@@ -1,0 +1,524 @@
+"""Home, upload, and the ruleset pages (tables → chains → rules, call graph)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from netviz import models, store
+from netviz import render as svg_render
+from netviz.engine import dot as engine_dot
+from netviz.engine import graph as engine_graph
+
+from .forms import UploadForm, human_size, max_upload
+from .names import chain_descriptions
+
+# Above this many rules the page lists chains collapsed and loads a chain's
+# rules when it is opened, so a 110k-rule dump renders in a blink.
+INLINE_RULES = 1500
+# Above this many chains the chain list is paginated, and the call graph is
+# not drawn on the page (graphviz would take minutes); the DOT is still there.
+CHAINS_PER_PAGE = 400
+CALLGRAPH_MAX_CHAINS = 1500
+RULES_PER_PAGE = 500
+SEARCH_LIMIT = 1000
+
+
+# --- access -----------------------------------------------------------------
+
+
+def visible_rulesets(request: HttpRequest) -> QuerySet[models.Ruleset]:
+    qs = models.Ruleset.objects.all()
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return qs.filter(Q(is_public=True) | Q(owner=user))
+    return qs.filter(is_public=True)
+
+
+def get_ruleset_for(request: HttpRequest, pk: int) -> models.Ruleset:
+    ruleset = get_object_or_404(models.Ruleset, pk=pk)
+    user = getattr(request, "user", None)
+    if ruleset.is_public:
+        return ruleset
+    if ruleset.owner_id is not None and user is not None and user.pk == ruleset.owner_id:
+        return ruleset
+    if request.GET.get("share") == ruleset.share_token:
+        return ruleset
+    # 404 rather than 403: a private ruleset's existence is not disclosed.
+    raise Http404("No such ruleset")
+
+
+def _url_or_none(name: str, *args: Any) -> str | None:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+def trace_url(ruleset: models.Ruleset) -> str:
+    return _url_or_none("netviz:trace", ruleset.pk) or f"/rulesets/{ruleset.pk}/trace/"
+
+
+# --- home -------------------------------------------------------------------
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    visible = visible_rulesets(request)
+    traces = (
+        models.SavedTrace.objects.filter(ruleset__in=visible)
+        .filter(Q(is_public=True) | Q(owner_id=getattr(request.user, "pk", None)))
+        .select_related("ruleset")[:10]
+    )
+    ctx = {
+        "demos": visible.filter(is_demo=True).order_by("name"),
+        "recent": visible.filter(is_demo=False)[:10],
+        "traces": [{"trace": t, "url": _saved_trace_url(t)} for t in traces],
+    }
+    return render(request, "netviz/home.html", ctx)
+
+
+def _saved_trace_url(trace: models.SavedTrace) -> str | None:
+    url = getattr(trace, "get_absolute_url", None)
+    if callable(url):
+        try:
+            return str(url())
+        except NoReverseMatch:
+            return None
+    return None
+
+
+# --- upload -----------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    ctx: dict[str, Any] = {"max_upload": max_upload(), "max_upload_human": human_size(max_upload())}
+    template = "netviz/upload_form.html" if request.htmx else "netviz/upload.html"
+    if request.method != "POST":
+        ctx["form"] = UploadForm()
+        return render(request, "netviz/upload.html", ctx)
+
+    try:
+        form = UploadForm(request.POST, request.FILES)
+        valid = form.is_valid()
+    except RequestDataTooBig:
+        # Pasted text beyond DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to
+        # read the body, so there is no form to redisplay.
+        ctx["form"] = UploadForm()
+        ctx["too_large"] = f"The upload is larger than the limit of {human_size(max_upload())}."
+        return render(request, template, ctx, status=413)
+    ctx["form"] = form
+    if not valid:
+        too_large = any(e.code == "too_large" for errs in form.errors.as_data().values() for e in errs)
+        return render(request, template, ctx, status=413 if too_large else 400)
+
+    data = form.cleaned_data
+    try:
+        ruleset = store.store_ruleset(
+            name=data["name"],
+            source=data["source"],
+            ipsets_source=data["ipsets_source"],
+            family=data.get("family") or None,
+            owner=request.user if request.user.is_authenticated else None,
+            description=data.get("description", ""),
+        )
+    except store.ParseError as exc:
+        ctx["parse_error"] = parse_error_context(exc, data["source"], data["ipsets_source"])
+        return render(request, template, ctx, status=400)
+
+    if data["host_interfaces"] or data["host_routes"]:
+        store.store_host(
+            name=f"{ruleset.name} host",
+            interfaces=data["host_interfaces"],
+            routes=data["host_routes"],
+            ruleset=ruleset,
+            owner=ruleset.owner,
+        )
+    url = reverse("netviz:ruleset", args=[ruleset.pk])
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+def parse_error_context(exc: store.ParseError, source: str, ipsets_source: str = "") -> dict[str, Any]:
+    line_no = int(getattr(exc, "line", 0) or 0)
+    column = int(getattr(exc, "column", 0) or 0)
+    origin = getattr(exc, "origin", "dump")
+    text = getattr(exc, "text", "") or ""
+    if not text:
+        lines = (ipsets_source if origin == "ipsets" else source).splitlines()
+        text = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
+    # A caret under the offending column (1-based); tabs keep their width.
+    pad = "".join("\t" if ch == "\t" else " " for ch in text[: max(column - 1, 0)])
+    return {
+        "origin": "ipset text" if origin == "ipsets" else "dump",
+        "line": line_no,
+        "column": column,
+        "reason": getattr(exc, "reason", str(exc)),
+        "text": text,
+        "caret": pad + "^" if column else "",
+        "gutter": f"{line_no} | ",
+        "blank_gutter": " " * len(str(line_no)) + " | ",
+    }
+
+
+# --- ruleset pages ----------------------------------------------------------
+
+
+@require_GET
+def ruleset_list(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(visible_rulesets(request), 50)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "netviz/ruleset_list.html", {"page": page})
+
+
+def _highlight(text: str, query: str) -> SafeString:
+    if not query:
+        return escape(text)
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(re.escape(query), text, flags=re.IGNORECASE):
+        out.append(escape(text[pos : m.start()]))
+        out.append(f"<mark>{escape(m.group(0))}</mark>")
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    # Every piece of user text went through escape() above.
+    return mark_safe("".join(out))
+
+
+class ChainLinks:
+    """Where a chain's section is: an anchor on this page, or — when the
+    chain list is paginated — the page that holds it."""
+
+    def __init__(self, ruleset: models.Ruleset, tables: list[models.Table]) -> None:
+        self.page_url = reverse("netviz:ruleset", args=[ruleset.pk])
+        self.ruleset = ruleset
+        self.names = {t.pk: {c.name for c in t.chains.all()} for t in tables}
+        self.table_name = {t.pk: t.name for t in tables}
+        self.page_of: dict[tuple[str, str], int] = {}
+        for n, (table, chain) in enumerate((t, c) for t in tables for c in t.chains.all()):
+            self.page_of[(table.name, chain.name)] = n // CHAINS_PER_PAGE + 1
+        self.paginated = len(self.page_of) > CHAINS_PER_PAGE
+
+    def url(self, table: str, chain: str, current_page: int | None = None) -> str:
+        anchor = engine_dot.chain_anchor(table, chain)
+        page = self.page_of.get((table, chain), 1)
+        if not self.paginated or page == current_page:
+            return f"#{anchor}" if current_page is not None else f"{self.page_url}#{anchor}"
+        return f"{self.page_url}?page={page}#{anchor}"
+
+    def target(self, rule: models.Rule, current_page: int | None) -> str | None:
+        table_id = rule.chain.table_id
+        if rule.target and rule.target in self.names.get(table_id, set()):
+            return self.url(self.table_name[table_id], rule.target, current_page)
+        return None
+
+
+def _rule_rows(
+    rules: list[models.Rule], links: ChainLinks, query: str = "", current_page: int | None = None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "rule": rule,
+            "text_html": _highlight(rule.text, query),
+            "comment_html": _highlight(rule.comment, query) if rule.comment else "",
+            "target_url": links.target(rule, current_page),
+            "anchor": f"rule-{rule.pk}",
+        }
+        for rule in rules
+    ]
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    return {
+        "q": request.GET.get("q", "").strip()[:200],
+        "table": request.GET.get("table", "").strip()[:16],
+        "chain": request.GET.get("chain", "").strip()[:64],
+        "target": request.GET.get("target", "").strip()[:64],
+    }
+
+
+def _search(ruleset: models.Ruleset, f: dict[str, str]) -> QuerySet[models.Rule]:
+    qs = models.Rule.objects.filter(chain__table__ruleset=ruleset).select_related("chain__table")
+    if f["q"]:
+        qs = qs.filter(Q(text__icontains=f["q"]) | Q(comment__icontains=f["q"]))
+    if f["table"]:
+        qs = qs.filter(chain__table__name=f["table"])
+    if f["chain"]:
+        qs = qs.filter(chain__name=f["chain"])
+    if f["target"]:
+        qs = qs.filter(target=f["target"])
+    return qs.order_by("chain__table__position", "chain__position", "index")
+
+
+def _tables(ruleset: models.Ruleset) -> list[models.Table]:
+    return list(ruleset.tables.prefetch_related("chains"))
+
+
+@require_GET
+def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    f = _filters(request)
+    filtering = any(f.values())
+    tables = _tables(ruleset)
+    links = ChainLinks(ruleset, tables)
+    to_results = bool(request.htmx and request.htmx.target == "results")
+
+    ctx: dict[str, Any] = {"ruleset": ruleset, "filters": f, "filtering": filtering}
+    if filtering:
+        qs = _search(ruleset, f)
+        total = qs.count()
+        rows = _rule_rows(list(qs[:SEARCH_LIMIT]), links, f["q"])
+        groups: list[dict[str, Any]] = []
+        for row in rows:
+            chain = row["rule"].chain
+            if not groups or groups[-1]["chain"].pk != chain.pk:
+                groups.append(
+                    {"chain": chain, "table": chain.table.name, "rows": [],
+                     "url": links.url(chain.table.name, chain.name)}
+                )
+            groups[-1]["rows"].append(row)
+        ctx.update({"groups": groups, "total": total, "shown": len(rows), "limit": SEARCH_LIMIT})
+        if to_results:
+            return render(request, "netviz/partials/ruleset_results.html", ctx)
+
+    analysis = _analysis(ruleset)
+    all_chains = [(t, c) for t in tables for c in t.chains.all()]
+    paginator = Paginator(all_chains, CHAINS_PER_PAGE)
+    chain_page = paginator.get_page(request.GET.get("page"))
+    current = chain_page.number
+    on_page = {c.pk for _t, c in chain_page.object_list}
+    inline = ruleset.rule_count <= INLINE_RULES
+    rules_by_chain: dict[int, list[dict[str, Any]]] = {}
+    if inline and not filtering:
+        page_rules = list(
+            models.Rule.objects.filter(chain_id__in=on_page).select_related("chain")
+        )
+        for row in _rule_rows(page_rules, links, current_page=current):
+            rules_by_chain.setdefault(row["rule"].chain_id, []).append(row)
+    rule_counts = _rule_counts(ruleset)
+
+    table_blocks: list[dict[str, Any]] = []
+    for table, chain in chain_page.object_list:
+        if not table_blocks or table_blocks[-1]["table"].pk != table.pk:
+            table_blocks.append({"table": table, "chains": []})
+        key = (table.name, chain.name)
+        table_blocks[-1]["chains"].append(
+            {
+                "chain": chain,
+                "anchor": engine_dot.chain_anchor(table.name, chain.name),
+                "pretty": analysis["describe"].get(key, ""),
+                "unreachable": key in analysis["unreachable"],
+                "empty": key in analysis["empty"],
+                "rule_count": rule_counts.get(chain.pk, 0),
+                "rows": rules_by_chain.get(chain.pk, []),
+                "callers": [
+                    {"chain": src[1], "rule": idx, "goto": goto,
+                     "url": links.url(src[0], src[1], current)}
+                    for src, idx, goto in engine_graph.callers(analysis["graph"], key)[:12]
+                ],
+            }
+        )
+
+    has_counters = models.Rule.objects.filter(
+        chain__table__ruleset=ruleset, packets__isnull=False
+    ).exists()
+    targets = list(
+        models.Rule.objects.filter(chain__table__ruleset=ruleset)
+        .exclude(target="")
+        .values_list("target", flat=True)
+        .distinct()
+        .order_by("target")[:300]
+    )
+    chain_names = sorted({c.name for _t, c in all_chains})
+    ctx.update(
+        {
+            "tables": table_blocks,
+            "chain_page": chain_page,
+            "inline": inline,
+            "has_counters": has_counters,
+            "targets": targets,
+            "table_names": [t.name for t in tables],
+            "chain_names": chain_names[:2000],
+            "unreachable_count": len(analysis["unreachable"]),
+            "empty_count": len(analysis["empty"]),
+            "ipsets": ruleset.ipsets.all()[:200],
+            "ipset_count": ruleset.ipsets.count(),
+            "hosts": ruleset.hosts.all(),
+            "traces": [{"trace": t, "url": _saved_trace_url(t)} for t in ruleset.traces.all()[:20]],
+            "trace_url": trace_url(ruleset),
+        }
+    )
+    if to_results:
+        return render(request, "netviz/partials/ruleset_results.html", ctx)
+    return render(request, "netviz/ruleset.html", ctx)
+
+
+def _analysis(ruleset: models.Ruleset) -> dict[str, Any]:
+    parsed = store.load_ruleset(ruleset)
+    graph = engine_graph.call_graph(parsed)
+    return {
+        "describe": chain_descriptions(parsed),
+        "unreachable": engine_graph.unreachable_chains(graph),
+        "empty": engine_graph.empty_chains(graph),
+        "graph": graph,
+    }
+
+
+def _rule_counts(ruleset: models.Ruleset) -> dict[int, int]:
+    return dict(
+        models.Chain.objects.filter(table__ruleset=ruleset)
+        .annotate(n=Count("rules"))
+        .values_list("pk", "n")
+    )
+
+
+@require_GET
+def ruleset_chain(request: HttpRequest, pk: int, table: str, chain: str) -> HttpResponse:
+    """A stable link to a chain's section, whichever page it is on."""
+    ruleset = get_ruleset_for(request, pk)
+    links = ChainLinks(ruleset, _tables(ruleset))
+    if (table, chain) not in links.page_of:
+        raise Http404("No such chain")
+    return redirect(links.url(table, chain))
+
+
+@require_GET
+def ruleset_chain_rules(request: HttpRequest, pk: int, chain_pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    chain = get_object_or_404(
+        models.Chain.objects.select_related("table"), pk=chain_pk, table__ruleset=ruleset
+    )
+    links = ChainLinks(ruleset, _tables(ruleset))
+    paginator = Paginator(chain.rules.select_related("chain"), RULES_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    current = links.page_of.get((chain.table.name, chain.name))
+    rows = _rule_rows(list(page.object_list), links, current_page=current)
+    has_counters = any(r["rule"].packets is not None for r in rows)
+    return render(
+        request,
+        "netviz/partials/ruleset_chain_rules.html",
+        {"ruleset": ruleset, "chain": chain, "rows": rows, "page": page, "has_counters": has_counters},
+    )
+
+
+def _callgraph_dot(ruleset: models.Ruleset, table: str | None) -> str:
+    parsed = store.load_ruleset(ruleset)
+    describe = chain_descriptions(parsed)
+    page_url = reverse("netviz:ruleset", args=[ruleset.pk])
+    paginated = ruleset.chain_count > CHAINS_PER_PAGE
+
+    def href(t: str, c: str) -> str:
+        if paginated:
+            return reverse("netviz:ruleset_chain", args=[ruleset.pk, t, c])
+        return f"{page_url}#{engine_dot.chain_anchor(t, c)}"
+
+    return engine_dot.callgraph_dot(
+        parsed, table or None, describe=lambda t, c: describe.get((t, c)), href=href
+    )
+
+
+def _too_many_chains(ruleset: models.Ruleset, table: str | None) -> str | None:
+    count = (
+        models.Chain.objects.filter(table__ruleset=ruleset, table__name=table).count()
+        if table
+        else ruleset.chain_count
+    )
+    if count > CALLGRAPH_MAX_CHAINS:
+        return f"{count} chains are too many to lay out here (limit {CALLGRAPH_MAX_CHAINS})"
+    return None
+
+
+def _table_param(request: HttpRequest, ruleset: models.Ruleset) -> str | None:
+    table = request.GET.get("table") or None
+    if table is not None and not ruleset.tables.filter(name=table).exists():
+        raise Http404("No such table")
+    return table
+
+
+@require_GET
+def ruleset_callgraph(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    table = _table_param(request, ruleset)
+    ctx: dict[str, Any] = {"ruleset": ruleset, "table": table}
+    too_many = _too_many_chains(ruleset, table)
+    if too_many:
+        ctx["error"] = too_many
+        return render(request, "netviz/partials/ruleset_callgraph.html", ctx)
+    try:
+        svg = svg_render.render_svg(_callgraph_dot(ruleset, table))
+        # graphviz wrote every label XML-escaped from DOT we escaped ourselves.
+        ctx["svg"] = mark_safe(svg_render.inline_svg(svg))
+    except svg_render.RenderError as exc:
+        ctx["error"] = str(exc)
+    return render(request, "netviz/partials/ruleset_callgraph.html", ctx)
+
+
+@require_GET
+def ruleset_callgraph_svg(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    table = _table_param(request, ruleset)
+    too_many = _too_many_chains(ruleset, table)
+    if too_many:
+        return HttpResponse(f"Cannot draw the call graph: {too_many}\n", status=422, content_type="text/plain")
+    try:
+        svg = svg_render.render_svg(_callgraph_dot(ruleset, table))
+    except svg_render.RenderError as exc:
+        return HttpResponse(f"Cannot draw the call graph: {exc}\n", status=422, content_type="text/plain")
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Content-Disposition"] = f'inline; filename="ruleset-{ruleset.pk}-callgraph.svg"'
+    return response
+
+
+@require_GET
+def ruleset_callgraph_dot(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    table = _table_param(request, ruleset)
+    response = HttpResponse(_callgraph_dot(ruleset, table), content_type="text/vnd.graphviz; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="ruleset-{ruleset.pk}-callgraph.dot"'
+    return response
+
+
+@require_GET
+def ruleset_source(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    response = HttpResponse(ruleset.source, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="ruleset-{ruleset.pk}.rules"'
+    return response
+
+
+@require_GET
+def ruleset_ipsets_source(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    if not ruleset.ipsets_source:
+        raise Http404("This ruleset has no ipsets")
+    response = HttpResponse(ruleset.ipsets_source, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="ruleset-{ruleset.pk}.ipset"'
+    return response
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("upload/", upload, name="upload"),
+    path("rulesets/", ruleset_list, name="ruleset_list"),
+    path("rulesets/<int:pk>/", ruleset_detail, name="ruleset"),
+    path("rulesets/<int:pk>/chain/<str:table>/<str:chain>/", ruleset_chain, name="ruleset_chain"),
+    path("rulesets/<int:pk>/chains/<int:chain_pk>/rules/", ruleset_chain_rules, name="ruleset_chain_rules"),
+    path("rulesets/<int:pk>/callgraph/", ruleset_callgraph, name="ruleset_callgraph"),
+    path("rulesets/<int:pk>/callgraph.svg", ruleset_callgraph_svg, name="ruleset_callgraph_svg"),
+    path("rulesets/<int:pk>/callgraph.dot", ruleset_callgraph_dot, name="ruleset_callgraph_dot"),
+    path("rulesets/<int:pk>/dump.rules", ruleset_source, name="ruleset_source"),
+    path("rulesets/<int:pk>/ipsets.txt", ruleset_ipsets_source, name="ruleset_ipsets_source"),
+]

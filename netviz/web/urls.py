@@ -1,0 +1,11 @@
+from django.urls import path  # noqa: F401
+
+app_name = "netviz"
+
+# Pages are split by area; each area module owns its own urlpatterns list.
+from . import pages_rulesets, pages_traces  # noqa: E402
+
+urlpatterns = [
+    *pages_rulesets.urlpatterns,
+    *pages_traces.urlpatterns,
+]

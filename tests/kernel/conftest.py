@@ -1,0 +1,38 @@
+"""Kernel tests: replay scenarios in real network namespaces.
+
+Every test here needs the `kernel` fixture, which skips (with the reason from
+kernel_available()) when this machine cannot create namespaces or lacks the
+tools; a kernel test never passes without asking the kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netviz.kernel import kernel_available
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture
+def kernel() -> None:
+    ok, why = kernel_available()
+    if not ok:
+        pytest.skip(f"kernel replay unavailable: {why}")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared reference material not found at {SHARED}")
+    return SHARED
+
