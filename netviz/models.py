@@ -146,3 +146,78 @@ class SavedTrace(Owned):
 
     def __str__(self) -> str:
         return self.title or f"trace {self.pk}"
+
+
+class Comparison(Owned):
+    """Two traces side by side: two rulesets (and hosts) and one packet, or one
+    ruleset and two packets.  Each side is stored as its inputs, never as a
+    result: the page recomputes both traces with the engine."""
+
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    left_ruleset = models.ForeignKey(
+        Ruleset, on_delete=models.CASCADE, related_name="comparisons_left"
+    )
+    right_ruleset = models.ForeignKey(
+        Ruleset, on_delete=models.CASCADE, related_name="comparisons_right"
+    )
+    left_label = models.CharField(max_length=100, blank=True)
+    right_label = models.CharField(max_length=100, blank=True)
+    left_host = models.JSONField(default=dict)  # the scenario's `host` object
+    right_host = models.JSONField(default=dict)
+    left_packet = models.JSONField(default=dict)  # the scenario's `packet` object
+    right_packet = models.JSONField(default=dict)
+    options = models.JSONField(default=dict)  # seed, statistic choices, the permalink query
+    is_demo = models.BooleanField(default=False)
+    slug = models.SlugField(max_length=100, blank=True)  # demo comparisons are found again by it
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.title or f"comparison {self.pk}"
+
+
+class Lesson(Owned):
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    slug = models.SlugField(max_length=100, blank=True)  # shipped lessons are found again by it
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LessonStep(models.Model):
+    """One step of a lesson: a scenario (inline, scenario.md format), a saved
+    trace or a comparison, with what the trainer says and asks about it."""
+
+    lesson = models.ForeignKey(Lesson, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=200, blank=True)
+    scenario = models.JSONField(null=True, blank=True)
+    saved_trace = models.ForeignKey(
+        SavedTrace, null=True, blank=True, on_delete=models.CASCADE, related_name="lesson_steps"
+    )
+    comparison = models.ForeignKey(
+        Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="lesson_steps"
+    )
+    notes = models.TextField(blank=True)  # the trainer's notes
+    question = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return self.title or f"step {self.position + 1}"
+
+    @property
+    def kind(self) -> str:
+        if self.comparison_id is not None:
+            return "comparison"
+        if self.saved_trace_id is not None:
+            return "trace"
+        return "scenario"

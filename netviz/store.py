@@ -12,7 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.db import connection, transaction
 from django.db.models import Model
@@ -28,6 +28,7 @@ BATCH_SIZE = 5000
 CACHE_SIZE = 8
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 def _family(value: str | None) -> Family | None:
@@ -258,6 +259,27 @@ def load_ruleset(model: models.Ruleset) -> EngineRuleset:
     return parsed
 
 
+_derived: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
+
+
+def derived(model: models.Ruleset, name: str, compute: Callable[[], T]) -> T:
+    """`compute()` once per stored ruleset and process: for what pages derive
+    from a ruleset that never changes after import (call graph analysis,
+    chain index), so a 100k-rule ruleset is not re-analysed per request."""
+    key = (*_key(model), name)
+    with _cache_lock:
+        if key in _derived:
+            _derived.move_to_end(key)
+            return cast(T, _derived[key])
+    value = compute()
+    with _cache_lock:
+        _derived[key] = value
+        while len(_derived) > CACHE_SIZE * 4:
+            _derived.popitem(last=False)
+    return value
+
+
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _derived.clear()

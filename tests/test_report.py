@@ -139,3 +139,61 @@ def test_it_renders_real_dump_traces_like_the_golden_file(
     assert f"Verdict:    {trace.verdict}" in text
     assert json.dumps(trace.to_dict())  # the same trace is serialisable
     check_golden(f"{name}.txt", text)
+
+
+def test_it_groups_steps_into_chain_sections_for_the_page() -> None:
+    from netviz.engine.report import sections
+
+    secs = sections(dnat_trace(), fold_over=0, keep=0)
+    assert [(s.kind, s.chain) for s in secs] == [
+        ("chain", "PREROUTING"), ("conntrack", ""), ("chain", "PREROUTING"),
+        ("chain", "KUBE-SERVICES"), ("chain", "KUBE-SVC-X"), ("chain", "KUBE-SEP-Y"),
+        ("route", ""), ("chain", "FORWARD"), ("chain", "KUBE-FORWARD"), ("chain", "FORWARD"),
+    ]
+    assert secs[3].entered_by == "JUMP from nat PREROUTING rule 1"
+    assert secs[5].entered_by == "GOTO from nat KUBE-SVC-X rule 1"
+    assert secs[9].entered_by == "back from KUBE-FORWARD"
+    assert secs[0].new_hook and secs[7].new_hook and not secs[3].new_hook
+    # With fold_over=0 every not-matched rule is folded; each row keeps its index.
+    folded = [i for i in secs[3].items if i.collapsed]
+    assert folded and folded[0].rows[0].index == 3
+    assert [r.index for r in secs[5].rows] == [6, 7, 8, 9]
+    # Header changes are attached to the step that made them.
+    mark_row = next(r for r in secs[5].rows if r.step.rule == 2)
+    assert [c.text() for c in mark_row.changes] == ["mark 0x0 → 0x4000"]
+
+
+def test_it_keeps_short_runs_unfolded() -> None:
+    from netviz.engine.report import sections
+
+    assert not any(i.collapsed for s in sections(dnat_trace()) for i in s.items)
+
+
+def test_it_explains_each_clause_of_a_rule_the_kernel_way() -> None:
+    from netviz.engine.context import Result
+    from netviz.engine.parser import parse_ruleset
+    from netviz.engine.report import clause_rows
+    from netviz.engine.trace import Step, StepKind
+
+    rs = parse_ruleset(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        '-A INPUT -s 10.0.0.0/8 -p tcp -m comment --comment "ssh only" -m tcp --dport 22 '
+        "-m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n",
+        family=Family.IPV4,
+    )
+    rule = rs.table("filter").chain("INPUT").rules[0]  # type: ignore[union-attr]
+    step = Step(StepKind.RULE, "INPUT", "filter", "INPUT", rule=1, line=5, text=rule.text,
+                result=Result.NOMATCH, clause="--dport 22", reason="--dport 22 ≠ 443")
+    rows = [(r.text, r.status) for r in clause_rows(rule, step)]
+    assert ("-s 10.0.0.0/8", "match") in rows
+    assert ("--dport 22", "nomatch") in rows
+    assert ("--ctstate NEW", "not-evaluated") in rows
+    assert ('--comment "ssh only"', "comment") in rows
+    matched = Step(StepKind.RULE, "INPUT", "filter", "INPUT", rule=1, result=Result.MATCH,
+                   verdict="ACCEPT")
+    assert {r.status for r in clause_rows(rule, matched)} <= {"match", "comment"}
+    # A deciding clause the rule does not show: nothing is claimed true.
+    odd = Step(StepKind.RULE, "INPUT", "filter", "INPUT", rule=1, result=Result.UNKNOWN,
+               clause="--weird", reason="not evaluated")
+    statuses = [r.status for r in clause_rows(rule, odd)]
+    assert "match" not in statuses and statuses[-1] == "unknown"

@@ -45,6 +45,9 @@ class TraceState:
     statistic_seen: list[tuple[str, str, int, float, bool]] = field(default_factory=list)
     nth_counters: dict[tuple[str, str, int], int] = field(default_factory=dict)
     recent: dict[str, set[str]] = field(default_factory=dict)
+    # False walks every rule one by one (netviz/engine/index.py is not used);
+    # the hops are the same either way.
+    use_index: bool = True
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

@@ -17,43 +17,60 @@ from netviz.engine.ruleset import Match, Option, Target
 
 _U32 = 0xFFFFFFFF
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Every match extension iptables ships (extensions/libxt_*.c, libipt_*.c,
 # libip6t_*.c) plus xtables-addons; `-m` with another name fails with
 # "Couldn't load match".
-KNOWN_MATCHES: frozenset[str] = frozenset(
-    (
-        "addrtype ah bpf cgroup cluster comment connbytes connlabel connlimit "
-        "connmark conntrack cpu dccp devgroup dscp dst ecn esp eui64 frag hashlimit "
-        "hbh helper hl icmp icmp6 iprange ipv6header ipvs length limit mac mark mh "
-        "multiport nfacct osf owner physdev pkttype policy quota rateest realm "
-        "recent rpfilter rt sctp set socket state statistic string tcp tcpmss time "
-        "tos ttl u32 udp udplite unclean "
-        # xtables-addons
-        "account condition dhcpmac fuzzy geoip gradm iface ipp2p ipv4options "
-        "length2 lscan pknock psd quota2"
-    ).split()
+KNOWN_MATCHES: frozenset[str] = _words(
+    "addrtype ah bpf cgroup cluster comment connbytes connlabel connlimit "
+    "connmark conntrack cpu dccp devgroup dscp dst ecn esp eui64 frag hashlimit "
+    "hbh helper hl icmp icmp6 iprange ipv6header ipvs length limit mac mark mh "
+    "multiport nfacct osf owner physdev pkttype policy quota rateest realm "
+    "recent rpfilter rt sctp set socket state statistic string tcp tcpmss time "
+    "tos ttl u32 udp udplite unclean "
+    # xtables-addons
+    "account condition dhcpmac fuzzy geoip gradm iface ipp2p ipv4options "
+    "length2 lscan pknock psd quota2"
 )
 
-_CT_STATES = frozenset("INVALID ESTABLISHED NEW RELATED UNTRACKED SNAT DNAT".split())
-_STATES = frozenset("INVALID ESTABLISHED NEW RELATED UNTRACKED".split())
-_ADDRTYPES = frozenset(
+_CT_STATES = _words("INVALID ESTABLISHED NEW RELATED UNTRACKED SNAT DNAT")
+_STATES = _words("INVALID ESTABLISHED NEW RELATED UNTRACKED")
+_ADDRTYPES = _words(
     "UNSPEC UNICAST LOCAL BROADCAST ANYCAST MULTICAST BLACKHOLE UNREACHABLE "
-    "PROHIBIT THROW NAT XRESOLVE".split()
+    "PROHIBIT THROW NAT XRESOLVE"
 )
-_LOG_LEVELS = frozenset(
-    "emerg alert crit error warning notice info debug panic err warn 0 1 2 3 4 5 6 7".split()
+_LOG_LEVELS = _words(
+    "emerg alert crit error warning notice info debug panic err warn 0 1 2 3 4 5 6 7"
 )
 # libipt_REJECT.c / libip6t_REJECT.c reject_table, names and aliases
-_REJECT_WITH = frozenset(
-    (
-        "icmp-net-unreachable net-unreach icmp-host-unreachable host-unreach "
-        "icmp-port-unreachable port-unreach icmp-proto-unreachable proto-unreach "
-        "icmp-net-prohibited net-prohib icmp-host-prohibited host-prohib "
-        "icmp-admin-prohibited admin-prohib tcp-reset "
-        "icmp6-no-route no-route icmp6-adm-prohibited adm-prohibited "
-        "icmp6-addr-unreachable addr-unreach icmp6-port-unreachable "
-        "icmp6-policy-fail policy-fail icmp6-reject-route reject-route"
-    ).split()
+_REJECT_WITH = _words(
+    "icmp-net-unreachable net-unreach icmp-host-unreachable host-unreach "
+    "icmp-port-unreachable port-unreach icmp-proto-unreachable proto-unreach "
+    "icmp-net-prohibited net-prohib icmp-host-prohibited host-prohib "
+    "icmp-admin-prohibited admin-prohib tcp-reset "
+    "icmp6-no-route no-route icmp6-adm-prohibited adm-prohibited "
+    "icmp6-addr-unreachable addr-unreach icmp6-port-unreachable "
+    "icmp6-policy-fail policy-fail icmp6-reject-route reject-route"
+)
+# Service names of netbase's /etc/services that contain a dash, so that
+# `ftp-data` is read as one port and `echo-ssh` as a (refused) name range.
+_DASHED_SERVICES = _words(
+    "acr-nema afs3-bos afs3-callback afs3-fileserver afs3-kaserver afs3-prserver "
+    "afs3-rmtsys afs3-update afs3-vlserver afs3-volser asf-rmcp bacula-dir bacula-fd "
+    "bacula-sd cisco-sccp clc-build-daemon cmip-agent cmip-man codasrv-se db-lsp "
+    "dhcpv6-client dhcpv6-server domain-s f5-globalsite f5-iquery font-service "
+    "ftp-data ftps-data gds-db gnutella-rtr gnutella-svc http-alt ipsec-nat-t ircs-u "
+    "iscsi-target iso-tsap kerberos-adm kerberos-master krb-prop microsoft-ds "
+    "moira-db moira-update moira-ureg ms-sql-m ms-sql-s ms-wbt-server mysql-proxy "
+    "netbios-dgm netbios-ns netbios-ssn passwd-server ptp-event ptp-general "
+    "radius-acct radmin-port rtcm-sc104 sa-msg-port sane-port sge-execd sge-qmaster "
+    "sgi-cad sgi-cmsd sgi-crsd sgi-gcd sip-tls snmp-trap syslog-tls venus-se x11-1 "
+    "x11-2 x11-3 x11-4 x11-5 x11-6 x11-7 xmpp-client xmpp-server zabbix-agent "
+    "zabbix-trapper zephyr-clt zephyr-hm zephyr-srv zope-ftp"
 )
 _PORT_PROTOS = frozenset({"tcp", "udp", "udplite", "sctp", "dccp"})
 
@@ -129,8 +146,8 @@ def _port(text: str) -> int | None:
     if text.isdigit():
         port = int(text)
         return port if port <= 65535 else None
-    # a service name from /etc/services; it cannot be checked here
-    return -1 if text.replace("-", "").isalnum() and not text[0].isdigit() else None
+    # a service name from /etc/services, which cannot be looked up here
+    return -1 if text[:1].isalpha() and text.replace("-", "").isalnum() else None
 
 
 def _port_range(text: str, sep: str = ":") -> str | None:
@@ -157,7 +174,14 @@ def _check_option(module: str, opt: Option) -> str | None:
     """Problem with one option's value, or None."""
     name = opt.name
     v = opt.values[0] if opt.values else ""
-    if name in ("--mark", "--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark"):
+    if name in (
+        "--mark",
+        "--set-xmark",
+        "--set-mark",
+        "--and-mark",
+        "--or-mark",
+        "--xor-mark",
+    ):
         return _mark(v)
     if name in ("--nfmask", "--ctmask") or (name == "--mask" and module != "recent"):
         return None if _u32(v) else f'bad mask "{v}"'
@@ -165,7 +189,13 @@ def _check_option(module: str, opt: Option) -> str | None:
         module == "conntrack" and name[-4:] == "port"
     ):
         return _port_range(v)
-    if name in ("--sports", "--dports", "--ports", "--source-ports", "--destination-ports"):
+    if name in (
+        "--sports",
+        "--dports",
+        "--ports",
+        "--source-ports",
+        "--destination-ports",
+    ):
         parts = v.split(",")
         if len(parts) > 15:
             return "multiport takes at most 15 ports"
@@ -202,15 +232,17 @@ def _check_option(module: str, opt: Option) -> str | None:
         return None if v in _REJECT_WITH else f'unknown --reject-with type "{v}"'
     if name == "--probability":
         try:
-            p = float(v)
+            chance = float(v)
         except ValueError:
             return f'bad probability "{v}"'
-        return None if 0.0 <= p <= 1.0 else f'probability "{v}" is outside 0..1'
+        return None if 0.0 <= chance <= 1.0 else f'probability "{v}" is outside 0..1'
     if name in ("--every", "--packet"):
         return None if _u32(v) else f'bad value "{v}" for {name}'
     if name == "--to-ports":
         lo, dash, hi = v.partition("-")
-        if dash:
+        if v in _DASHED_SERVICES:
+            ok = True
+        elif dash:
             ok = lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 65535
         else:
             ok = _port(v) is not None
@@ -233,18 +265,62 @@ def _nat_range(v: str) -> str | None:
         return None
     rng, slash, base = ports.partition("/")
     lo, dash, hi = rng.partition("-")
-    if dash:
+    if dash and rng not in _DASHED_SERVICES:
         if not (lo.isdigit() and hi.isdigit()) or int(lo) > int(hi) or int(hi) > 65535:
             return f'bad port range "{rng}"'
     elif _port(rng) is None:
         return f'bad port "{rng}"'
-    if slash and not (base.isdigit() and 1 <= int(base) <= 65535) and not base.isalpha():
+    if (
+        slash
+        and not (base.isdigit() and 1 <= int(base) <= 65535)
+        and not base.isalpha()
+    ):
         return f'bad base port "{base}"'
     del addr
     return None
 
 
-_checked: set[int] = set()
+# Matches and targets already found valid, keyed by name and the ids of
+# their (interned) options; the value keeps those options alive so an id is
+# never reused while it is a key.
+_valid: dict[tuple[object, ...], Match | Target] = {}
+_VALID_LIMIT = 300_000
+
+
+def _check_match(m: Match) -> tuple[str, str] | None:
+    module = m.module
+    if module not in KNOWN_MATCHES:
+        return module, f'unknown match "{module}"'
+    seen: set[str] = set()
+    for opt in m.options:
+        name = opt.name
+        if name in seen and module != "u32":
+            return name, f"{name} given twice in -m {module}"
+        seen.add(name)
+        problem = _check_option(module, opt)
+        if problem:
+            return name, problem
+    check = _MATCH_CHECKS.get(module)
+    if check is not None:
+        problem = check(m, seen)
+        if problem:
+            return module, problem
+    return None
+
+
+def _check_target(target: Target) -> tuple[str, str] | None:
+    seen: set[str] = set()
+    for opt in target.options:
+        if opt.name in seen:
+            return opt.name, f"{opt.name} given twice for -j {target.name}"
+        seen.add(opt.name)
+        problem = _check_option(target.name, opt)
+        if problem:
+            return opt.name, problem
+    need = _TARGET_NEEDS.get(target.name)
+    if need is not None and not (seen & need):
+        return target.name, f"-j {target.name} needs one of {', '.join(sorted(need))}"
+    return None
 
 
 def check_rule(
@@ -256,66 +332,58 @@ def check_rule(
     """(token to point at, reason) for the first problem, or None.
 
     `proto` is the rule's `-p` value ("" if none)."""
-    checked = _checked
+    valid = _valid
     for m in matches:
         module = m.module
         if not module:
             continue
-        if module not in KNOWN_MATCHES:
-            return module, f'unknown match "{module}"'
-        seen: set[str] = set()
-        for opt in m.options:
-            name = opt.name
-            if name in seen and module != "u32":
-                return name, f"{name} given twice in -m {module}"
-            seen.add(name)
-            if id(opt) not in checked:
-                problem = _check_option(module, opt)
-                if problem:
-                    return name, problem
-                if len(checked) < 500_000:
-                    checked.add(id(opt))
+        key = (module, *map(id, m.options))
+        if key not in valid:
+            problem = _check_match(m)
+            if problem:
+                return problem
+            if len(valid) < _VALID_LIMIT:
+                valid[key] = m
+        # xt_check_match: a match bound to a protocol needs that -p, uninverted
         need_proto = _MATCH_PROTO.get(module)
         if need_proto is not None and (
-            proto_negated or (proto != need_proto and not (module == "icmp6" and proto == "icmpv6"))
+            proto_negated
+            or (proto != need_proto and not (module == "icmp6" and proto == "icmpv6"))
         ):
             return module, f"-m {module} needs -p {need_proto}"
-        check = _MATCH_CHECKS.get(module)
-        if check is not None:
-            problem = check(m, seen, proto, proto_negated)
-            if problem:
-                return module, problem
-    if target is not None and target.options:
-        seen = set()
-        for opt in target.options:
-            if opt.name in seen:
-                return opt.name, f"{opt.name} given twice for -j {target.name}"
-            seen.add(opt.name)
-            if id(opt) not in checked:
-                problem = _check_option(target.name, opt)
-                if problem:
-                    return opt.name, problem
-                if len(checked) < 500_000:
-                    checked.add(id(opt))
-    if target is not None:
-        tname = target.name
-        need = _TARGET_NEEDS.get(tname)
-        if need is not None and not any(o.name in need for o in target.options):
-            return tname, f"-j {tname} needs one of {', '.join(sorted(need))}"
-        if tname in ("REDIRECT", "MASQUERADE", "DNAT", "SNAT"):
-            has_ports = any(
-                o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value))
-                for o in target.options
+        if module == "multiport" and (proto not in _PORT_PROTOS or proto_negated):
+            return module, "-m multiport needs -p tcp, udp, udplite, sctp or dccp"
+    if target is None:
+        return None
+    tname = target.name
+    tkey = (tname, *map(id, target.options))
+    if tkey not in valid:
+        problem = _check_target(target)
+        if problem:
+            return problem
+        if len(valid) < _VALID_LIMIT:
+            valid[tkey] = target
+    if tname in ("REDIRECT", "MASQUERADE", "DNAT", "SNAT"):
+        has_ports = any(
+            o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value))
+            for o in target.options
+        )
+        if has_ports and (proto not in _PORT_PROTOS or proto_negated):
+            return (
+                tname,
+                f"-j {tname} with ports needs -p tcp, udp, udplite, sctp or dccp",
             )
-            if has_ports and (proto not in _PORT_PROTOS or proto_negated):
-                return tname, f"-j {tname} with ports needs -p tcp, udp, udplite, sctp or dccp"
-        elif tname == "REJECT":
-            opt = target.option("--reject-with")
-            if opt is not None and opt.value == "tcp-reset" and (proto != "tcp" or proto_negated):
-                # ipt_REJECT / ip6t_REJECT checkentry
-                return "--reject-with", "--reject-with tcp-reset needs -p tcp"
-        elif tname == "TCPMSS" and (proto != "tcp" or proto_negated):
-            return tname, "-j TCPMSS needs -p tcp"
+    elif tname == "REJECT":
+        reject = target.option("--reject-with")
+        if (
+            reject is not None
+            and reject.value == "tcp-reset"
+            and (proto != "tcp" or proto_negated)
+        ):
+            # ipt_REJECT / ip6t_REJECT checkentry
+            return "--reject-with", "--reject-with tcp-reset needs -p tcp"
+    elif tname == "TCPMSS" and (proto != "tcp" or proto_negated):
+        return tname, "-j TCPMSS needs -p tcp"
     return None
 
 
@@ -325,27 +393,22 @@ def _has_port(value: str) -> bool:
     return value.count(":") == 1
 
 
-def _need_one(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
+def _need_one(m: Match, seen: set[str]) -> str | None:
     need = _MATCH_NEEDS[m.module]
     if need and not (seen & need):
         return f"-m {m.module} needs one of {', '.join(sorted(need))}"
     return None
 
 
-def _conntrack(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
+def _conntrack(m: Match, seen: set[str]) -> str | None:
     return None if seen else "-m conntrack needs at least one option"
 
 
-def _multiport(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
-    problem = _need_one(m, seen, proto, neg)
-    if problem:
-        return problem
-    if proto not in _PORT_PROTOS or neg:
-        return "-m multiport needs -p tcp, udp, udplite, sctp or dccp"
-    return None
+def _multiport(m: Match, seen: set[str]) -> str | None:
+    return _need_one(m, seen)
 
 
-def _statistic(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
+def _statistic(m: Match, seen: set[str]) -> str | None:
     mode = m.option("--mode")
     if mode is None:
         return "-m statistic needs --mode"
@@ -358,18 +421,20 @@ def _statistic(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
         if every is None:
             return "--mode nth needs --every"
         packet = m.option("--packet")
+        if packet is None:
+            return "--mode nth needs --packet"
         if "--probability" in seen:
             return "--probability needs --mode random"
         if _int(every.value) == 0:
             return "--every must be at least 1"
-        if packet is not None and _int(packet.value) >= _int(every.value):
+        if _int(packet.value) >= _int(every.value):
             return "--packet must be below --every"
         return None
     return f'unknown statistic mode "{mode.value}"'
 
 
-def _addrtype(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
-    problem = _need_one(m, seen, proto, neg)
+def _addrtype(m: Match, seen: set[str]) -> str | None:
+    problem = _need_one(m, seen)
     if problem:
         return problem
     if "--limit-iface-in" in seen and "--limit-iface-out" in seen:
@@ -377,7 +442,7 @@ def _addrtype(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
     return None
 
 
-def _recent(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
+def _recent(m: Match, seen: set[str]) -> str | None:
     commands = seen & {"--set", "--rcheck", "--update", "--remove"}
     if len(commands) > 1:
         return "-m recent takes only one of --set, --rcheck, --update, --remove"
@@ -386,7 +451,7 @@ def _recent(m: Match, seen: set[str], proto: str, neg: bool) -> str | None:
     return None
 
 
-_MATCH_CHECKS: dict[str, Callable[[Match, set[str], str, bool], str | None]] = {
+_MATCH_CHECKS: dict[str, Callable[[Match, set[str]], str | None]] = {
     "comment": _need_one,
     "mark": _need_one,
     "connmark": _need_one,

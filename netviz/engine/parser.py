@@ -46,6 +46,7 @@ __all__ = [
     "parse_ipset_save",
     "parse_iptables_save",
     "parse_ruleset",
+    "to_iptables_save",
     "tokenize",
 ]
 
@@ -64,16 +65,63 @@ class ParseError(ValueError):
 # the same table; xtables_find_target(…, XTF_TRY_LOAD) decides the same way.
 KNOWN_TARGETS: frozenset[str] = frozenset(
     {
-        "ACCEPT", "DROP", "RETURN", "QUEUE",
-        "AUDIT", "CHECKSUM", "CLASSIFY", "CLUSTERIP", "CONNMARK", "CONNSECMARK",
-        "CT", "DNAT", "DNPT", "DSCP", "ECN", "HL", "HMARK", "IDLETIMER", "LED",
-        "LOG", "MARK", "MASQUERADE", "NETMAP", "NFLOG", "NFQUEUE", "NOTRACK",
-        "RATEEST", "REDIRECT", "REJECT", "SECMARK", "SET", "SNAT", "SNPT",
-        "SYNPROXY", "TCPMSS", "TCPOPTSTRIP", "TEE", "TOS", "TPROXY", "TRACE",
-        "TTL", "ULOG", "MIRROR", "SAME",
+        "ACCEPT",
+        "DROP",
+        "RETURN",
+        "QUEUE",
+        "AUDIT",
+        "CHECKSUM",
+        "CLASSIFY",
+        "CLUSTERIP",
+        "CONNMARK",
+        "CONNSECMARK",
+        "CT",
+        "DNAT",
+        "DNPT",
+        "DSCP",
+        "ECN",
+        "HL",
+        "HMARK",
+        "IDLETIMER",
+        "LED",
+        "LOG",
+        "MARK",
+        "MASQUERADE",
+        "NETMAP",
+        "NFLOG",
+        "NFQUEUE",
+        "NOTRACK",
+        "RATEEST",
+        "REDIRECT",
+        "REJECT",
+        "SECMARK",
+        "SET",
+        "SNAT",
+        "SNPT",
+        "SYNPROXY",
+        "TCPMSS",
+        "TCPOPTSTRIP",
+        "TEE",
+        "TOS",
+        "TPROXY",
+        "TRACE",
+        "TTL",
+        "ULOG",
+        "MIRROR",
+        "SAME",
         # xtables-addons
-        "ACCOUNT", "CHAOS", "DELUDE", "DHCPMAC", "DNETMAP", "ECHO", "IPMARK",
-        "LOGMARK", "PROTO", "SYSRQ", "STEAL", "TARPIT",
+        "ACCOUNT",
+        "CHAOS",
+        "DELUDE",
+        "DHCPMAC",
+        "DNETMAP",
+        "ECHO",
+        "IPMARK",
+        "LOGMARK",
+        "PROTO",
+        "SYSRQ",
+        "STEAL",
+        "TARPIT",
     }
 )
 _STANDARD_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
@@ -81,8 +129,14 @@ _STANDARD_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
 # Targets whose kernel checkentry refuses any other table
 # (net/netfilter/xt_nat.c, xt_CT.c, xt_TPROXY.c: `.table = "nat"` …).
 _TARGET_TABLE = {
-    "DNAT": "nat", "SNAT": "nat", "MASQUERADE": "nat", "REDIRECT": "nat",
-    "NETMAP": "nat", "CT": "raw", "NOTRACK": "raw", "TPROXY": "mangle",
+    "DNAT": "nat",
+    "SNAT": "nat",
+    "MASQUERADE": "nat",
+    "REDIRECT": "nat",
+    "NETMAP": "nat",
+    "CT": "raw",
+    "NOTRACK": "raw",
+    "TPROXY": "mangle",
 }
 
 _TABLES = frozenset(BUILTIN_CHAINS)
@@ -91,19 +145,67 @@ _TABLES = frozenset(BUILTIN_CHAINS)
 # (proto_to_name → getprotobynumber), plus the aliases xtables_chain_protos
 # accepts on input.
 _PROTO_NUMBERS: dict[str, int] = {
-    "hopopt": 0, "icmp": 1, "igmp": 2, "ggp": 3, "ipencap": 4, "st": 5,
-    "tcp": 6, "egp": 8, "igp": 9, "pup": 12, "udp": 17, "hmp": 20,
-    "xns-idp": 22, "rdp": 27, "iso-tp4": 29, "dccp": 33, "xtp": 36, "ddp": 37,
-    "idpr-cmtp": 38, "ipv6": 41, "ipv6-route": 43, "ipv6-frag": 44,
-    "idrp": 45, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "skip": 57,
-    "ipv6-icmp": 58, "ipv6-nonxt": 59, "ipv6-opts": 60, "rspf": 73,
-    "vmtp": 81, "eigrp": 88, "ospf": 89, "ax.25": 93, "ipip": 94,
-    "etherip": 97, "encap": 98, "pim": 103, "ipcomp": 108, "vrrp": 112,
-    "l2tp": 115, "isis": 124, "sctp": 132, "fc": 133, "mobility-header": 135,
-    "udplite": 136, "mpls-in-ip": 137, "manet": 138, "hip": 139, "shim6": 140,
-    "wesp": 141, "rohc": 142, "ethernet": 143,
+    "hopopt": 0,
+    "icmp": 1,
+    "igmp": 2,
+    "ggp": 3,
+    "ipencap": 4,
+    "st": 5,
+    "tcp": 6,
+    "egp": 8,
+    "igp": 9,
+    "pup": 12,
+    "udp": 17,
+    "hmp": 20,
+    "xns-idp": 22,
+    "rdp": 27,
+    "iso-tp4": 29,
+    "dccp": 33,
+    "xtp": 36,
+    "ddp": 37,
+    "idpr-cmtp": 38,
+    "ipv6": 41,
+    "ipv6-route": 43,
+    "ipv6-frag": 44,
+    "idrp": 45,
+    "rsvp": 46,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "skip": 57,
+    "ipv6-icmp": 58,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "rspf": 73,
+    "vmtp": 81,
+    "eigrp": 88,
+    "ospf": 89,
+    "ax.25": 93,
+    "ipip": 94,
+    "etherip": 97,
+    "encap": 98,
+    "pim": 103,
+    "ipcomp": 108,
+    "vrrp": 112,
+    "l2tp": 115,
+    "isis": 124,
+    "sctp": 132,
+    "fc": 133,
+    "mobility-header": 135,
+    "udplite": 136,
+    "mpls-in-ip": 137,
+    "manet": 138,
+    "hip": 139,
+    "shim6": 140,
+    "wesp": 141,
+    "rohc": 142,
+    "ethernet": 143,
     # aliases
-    "ip": 0, "all": 0, "icmpv6": 58, "ipv6-mh": 135, "mh": 135,
+    "ip": 0,
+    "all": 0,
+    "icmpv6": 58,
+    "ipv6-mh": 135,
+    "mh": 135,
     "ospfigp": 89,
 }
 _PROTO_NAMES: dict[int, str] = {}
@@ -115,28 +217,60 @@ _PROTO_NAMES[0] = "all"
 # -m (xtables: load_proto → xtables_find_match(proto)); ip6tables maps
 # ipv6-icmp to its icmp6 match.
 _IMPLICIT_MODULE = {
-    "tcp": "tcp", "udp": "udp", "udplite": "udplite", "sctp": "sctp",
-    "dccp": "dccp", "icmp": "icmp", "ipv6-icmp": "icmp6", "esp": "esp",
-    "ah": "ah", "mobility-header": "mh",
+    "tcp": "tcp",
+    "udp": "udp",
+    "udplite": "udplite",
+    "sctp": "sctp",
+    "dccp": "dccp",
+    "icmp": "icmp",
+    "ipv6-icmp": "icmp6",
+    "esp": "esp",
+    "ah": "ah",
+    "mobility-header": "mh",
 }
 
 _BASIC = {
-    "-s": "-s", "--source": "-s", "--src": "-s",
-    "-d": "-d", "--destination": "-d", "--dst": "-d",
-    "-i": "-i", "--in-interface": "-i",
-    "-o": "-o", "--out-interface": "-o",
-    "-p": "-p", "--protocol": "-p",
-    "-f": "-f", "--fragment": "-f", "--fragments": "-f",
+    "-s": "-s",
+    "--source": "-s",
+    "--src": "-s",
+    "-d": "-d",
+    "--destination": "-d",
+    "--dst": "-d",
+    "-i": "-i",
+    "--in-interface": "-i",
+    "-o": "-o",
+    "--out-interface": "-o",
+    "-p": "-p",
+    "--protocol": "-p",
+    "-f": "-f",
+    "--fragment": "-f",
+    "--fragments": "-f",
 }
 _BASIC_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
 
 _VERBS = {
-    "-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I",
-    "-D": "-D", "--delete": "-D", "-R": "-R", "--replace": "-R",
-    "-N": "-N", "--new-chain": "-N", "-P": "-P", "--policy": "-P",
-    "-F": "-F", "--flush": "-F", "-X": "-X", "--delete-chain": "-X",
-    "-Z": "-Z", "--zero": "-Z", "-E": "-E", "--rename-chain": "-E",
+    "-A": "-A",
+    "--append": "-A",
+    "-I": "-I",
+    "--insert": "-I",
+    "-D": "-D",
+    "--delete": "-D",
+    "-R": "-R",
+    "--replace": "-R",
+    "-N": "-N",
+    "--new-chain": "-N",
+    "-P": "-P",
+    "--policy": "-P",
+    "-F": "-F",
+    "--flush": "-F",
+    "-X": "-X",
+    "--delete-chain": "-X",
+    "-Z": "-Z",
+    "--zero": "-Z",
+    "-E": "-E",
+    "--rename-chain": "-E",
 }
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -158,7 +292,9 @@ _NO_VALUE = _words(
     --fragmore --fraglast --rt-0-not-strict --soft --ipvs --ctmask-sink
     --hmark-rnd-sink --kerneltz --nodst"""
 )
-_TWO_VALUES = frozenset({"--match-set", "--tcp-flags", "--add-set", "--del-set", "--map-set"})
+_TWO_VALUES = frozenset(
+    {"--match-set", "--tcp-flags", "--add-set", "--del-set", "--map-set"}
+)
 # (module, option) pairs whose arity differs from the option name alone:
 # the pre-2.6.39 set match spelled --match-set as `--set NAME FLAGS`.
 _MODULE_ARITY = {("set", "--set"): 2}
@@ -320,7 +456,11 @@ def _ipv4_int(text: str) -> int | None:
         return None
     value = 0
     for p in parts:
-        if not (p.isdigit() and p.isascii()) or len(p) > 3 or (p[0] == "0" and len(p) > 1):
+        if (
+            not (p.isdigit() and p.isascii())
+            or len(p) > 3
+            or (p[0] == "0" and len(p) > 1)
+        ):
             return None
         octet = int(p)
         if octet > 255:
@@ -461,11 +601,15 @@ _ARITY.update(dict.fromkeys(_TWO_VALUES, 2))
 # Options of the common match extensions (extensions/libxt_*.c option
 # tables), to give an option to the module that defines it like getopt does.
 _MODULE_OPTIONS: dict[str, frozenset[str]] = {
-    "tcp": _words("--source-port --sport --destination-port --dport --syn --tcp-flags --tcp-option"),
+    "tcp": _words(
+        "--source-port --sport --destination-port --dport --syn --tcp-flags --tcp-option"
+    ),
     "udp": _words("--source-port --sport --destination-port --dport"),
     "udplite": _words("--source-port --sport --destination-port --dport"),
     "sctp": _words("--source-port --sport --destination-port --dport --chunk-types"),
-    "dccp": _words("--source-port --sport --destination-port --dport --dccp-types --dccp-option"),
+    "dccp": _words(
+        "--source-port --sport --destination-port --dport --dccp-types --dccp-option"
+    ),
     "icmp": _words("--icmp-type"),
     "icmp6": _words("--icmpv6-type"),
     "comment": _words("--comment"),
@@ -502,7 +646,9 @@ _MODULE_OPTIONS: dict[str, frozenset[str]] = {
     "helper": _words("--helper"),
     "tcpmss": _words("--mss"),
 }
-_V6_MODULES = frozenset({"icmp6", "hl", "rt", "mh", "ipv6header", "frag", "hbh", "dst", "eui64"})
+_V6_MODULES = frozenset(
+    {"icmp6", "hl", "rt", "mh", "ipv6header", "frag", "hbh", "dst", "eui64"}
+)
 _V4_MODULES = frozenset({"icmp", "ttl"})
 
 
@@ -567,7 +713,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         break
                 if dest is None:
                     module = _IMPLICIT_MODULE.get(proto)
-                    if module is not None and (cur is None or name in _MODULE_OPTIONS.get(module, ())):
+                    if module is not None and name in _MODULE_OPTIONS.get(
+                        module, (name,)
+                    ):
                         if implicit is None:
                             implicit = []
                             matches.append((module, implicit))
@@ -581,14 +729,21 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                                 dest, dest_module = opts, mod
                                 break
                         else:
-                            raise _Err(i, f'unknown option "{name}" for -m {cur_module}')
+                            raise _Err(
+                                i, f'unknown option "{name}" for -m {cur_module}'
+                            )
                     elif t[1] != "-":
                         raise _Err(i, f'unknown option "{t}"')
                     else:
-                        raise _Err(i, f'unknown option "{name}" (no -m module or -p protocol before it)')
+                        raise _Err(
+                            i,
+                            f'unknown option "{name}" (no -m module or -p protocol before it)',
+                        )
             negated = neg >= 0
             neg = -1
-            arity = _MODULE_ARITY.get((dest_module, name)) if dest_module == "set" else None
+            arity = (
+                _MODULE_ARITY.get((dest_module, name)) if dest_module == "set" else None
+            )
             if arity is None:
                 arity = arities.get(name, -1)
             j = i + 1
@@ -608,7 +763,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     negated = True
                     j += 1
                 if arity == 1:
-                    if j < n and (j in quoted or (_is_value(toks[j]) and toks[j] != "!")):
+                    if j < n and (
+                        j in quoted or (_is_value(toks[j]) and toks[j] != "!")
+                    ):
                         values = (toks[j],)
                         j += 1
                     else:
@@ -639,6 +796,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             opt = opt_cache.get(key)
             if opt is None:
                 opt = _option(name, values, negated)
+            assert dest is not None  # every branch above sets it or raises
             dest.append(opt)
             i = j
             continue
@@ -672,7 +830,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         addr_family = fam
                         addr_tok = j
                     elif fam != addr_family:
-                        raise _Err(j, f'address "{part}" mixes IPv4 and IPv6 in one rule')
+                        raise _Err(
+                            j, f'address "{part}" mixes IPv4 and IPv6 in one rule'
+                        )
                     out.append(addr)
                 # the address itself is filled in by _expand
                 basic[basic_name] = _option(basic_name, (), negated)
@@ -700,7 +860,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 proto = p if num else ""
             else:  # -i / -o
                 if len(value) >= _IFNAMSIZ:
-                    raise _Err(j, f'interface name "{value}" is longer than 15 characters')
+                    raise _Err(
+                        j, f'interface name "{value}" is longer than 15 characters'
+                    )
                 # `-i +` matches every interface; iptables-save omits it
                 if value != "+" or negated:
                     basic[basic_name] = _option(basic_name, (value,), negated)
@@ -740,7 +902,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             counters = Counters(int(pk), int(by))
             i += 3
         else:
-            raise _Err(i, "-t is not allowed in restore input (the *table line sets the table)")
+            raise _Err(
+                i, "-t is not allowed in restore input (the *table line sets the table)"
+            )
     if neg >= 0:
         raise _Err(neg, '"!" is not followed by an option')
     target = None
@@ -851,7 +1015,13 @@ def _parse_counters(tok: str) -> Counters | None:
     if len(tok) < 5 or tok[0] != "[" or tok[-1] != "]":
         return None
     pk, colon, by = tok[1:-1].partition(":")
-    if not colon or not pk.isdigit() or not by.isdigit() or not pk.isascii() or not by.isascii():
+    if (
+        not colon
+        or not pk.isdigit()
+        or not by.isdigit()
+        or not pk.isascii()
+        or not by.isascii()
+    ):
         return None
     return Counters(int(pk), int(by))
 
@@ -892,17 +1062,26 @@ def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_Se
             _table_line(st, lineno, raw)
         elif raw.rstrip() == "COMMIT":
             if st.table is None:
-                raise ParseError(lineno, 1, "COMMIT without a *table line before it", raw)
+                raise ParseError(
+                    lineno, 1, "COMMIT without a *table line before it", raw
+                )
             _commit(st)
         else:
             if st.table is None:
-                raise ParseError(lineno, 1, "line is outside a table (missing *table line)", raw)
+                raise ParseError(
+                    lineno, 1, "line is outside a table (missing *table line)", raw
+                )
             raise ParseError(lineno, 1, f'unknown line "{raw.split()[0]}"', raw)
     if st.table is not None:
         last = lineno
         while last > 1 and not lines[last - 1].strip():
             last -= 1
-        raise ParseError(last, 1, f"missing COMMIT at end of table {st.table} (opened on line {st.table_line})", lines[last - 1] if lines else "")
+        raise ParseError(
+            last,
+            1,
+            f"missing COMMIT at end of table {st.table} (opened on line {st.table_line})",
+            lines[last - 1] if lines else "",
+        )
     fam = _decide_family(st)
     tables: list[Table] = []
     for name, (tline, chains) in st.tables.items():
@@ -919,7 +1098,9 @@ def _decide_family(st: _State) -> Family:
         lineno, source, offset, token = bad
         col = offset + _column(source[offset:], token)
         other, mine = ("IPv4", "IPv6") if fam is Family.IPV6 else ("IPv6", "IPv4")
-        raise ParseError(lineno, col, f"{other} address or option in an {mine} ruleset", source)
+        raise ParseError(
+            lineno, col, f"{other} address or option in an {mine} ruleset", source
+        )
     return fam
 
 
@@ -931,7 +1112,16 @@ def _freeze_table(name: str, tline: int, chains: dict[str, _ChainB]) -> Table:
         cb = chains[cname]
         rules = tuple(
             [
-                Rule(name, cname, idx, rb.line, rb.text, rb.matches, rb.target, rb.counters)
+                Rule(
+                    name,
+                    cname,
+                    idx,
+                    rb.line,
+                    rb.text,
+                    rb.matches,
+                    rb.target,
+                    rb.counters,
+                )
                 for idx, rb in enumerate(cb.rules, 1)
             ]
         )
@@ -941,11 +1131,21 @@ def _freeze_table(name: str, tline: int, chains: dict[str, _ChainB]) -> Table:
 
 def _table_line(st: _State, lineno: int, raw: str) -> None:
     if st.table is not None:
-        raise ParseError(lineno, 1, f"*table line before COMMIT of table {st.table} (opened on line {st.table_line})", raw)
+        raise ParseError(
+            lineno,
+            1,
+            f"*table line before COMMIT of table {st.table} (opened on line {st.table_line})",
+            raw,
+        )
     parts = raw[1:].split()
     name = parts[0] if parts else ""
     if name not in _TABLES:
-        raise ParseError(lineno, 2, f'unknown table "{name}" (expected raw, mangle, nat, filter or security)', raw)
+        raise ParseError(
+            lineno,
+            2,
+            f'unknown table "{name}" (expected raw, mangle, nat, filter or security)',
+            raw,
+        )
     st.table = name
     st.table_line = lineno
     # restore without --noflush flushes the table and rebuilds it; every
@@ -979,11 +1179,13 @@ def _plain_col(raw: str, token: int) -> int:
 
 def _chain_line(st: _State, lineno: int, raw: str) -> None:
     if st.table is None:
-        raise ParseError(lineno, 1, "chain declaration outside a table (missing *table line)", raw)
+        raise ParseError(
+            lineno, 1, "chain declaration outside a table (missing *table line)", raw
+        )
     # iptables-restore splits a chain line with strtok(" \t\n"): no quoting
     toks = _split(raw[1:])
     if not toks:
-        raise ParseError(lineno, 2, "missing chain name after \":\"", raw)
+        raise ParseError(lineno, 2, 'missing chain name after ":"', raw)
     name = toks[0]
     builtin = name in BUILTIN_CHAINS[st.table]
     if not builtin:
@@ -994,20 +1196,42 @@ def _chain_line(st: _State, lineno: int, raw: str) -> None:
         raise ParseError(lineno, len(raw) + 1, f"missing policy for chain {name}", raw)
     policy = toks[1]
     if policy not in ("ACCEPT", "DROP", "-"):
-        raise ParseError(lineno, _plain_col(raw, 1), f'bad policy "{policy}" for chain {name} (ACCEPT, DROP or - expected)', raw)
+        raise ParseError(
+            lineno,
+            _plain_col(raw, 1),
+            f'bad policy "{policy}" for chain {name} (ACCEPT, DROP or - expected)',
+            raw,
+        )
     counters = None
     if len(toks) >= 3:
         counters = _parse_counters(toks[2])
         if counters is None:
-            raise ParseError(lineno, _plain_col(raw, 2), f'bad counters "{toks[2]}" (expected [packets:bytes])', raw)
+            raise ParseError(
+                lineno,
+                _plain_col(raw, 2),
+                f'bad counters "{toks[2]}" (expected [packets:bytes])',
+                raw,
+            )
     if len(toks) > 3:
-        raise ParseError(lineno, _plain_col(raw, 3), f'unexpected "{toks[3]}" after the chain counters', raw)
+        raise ParseError(
+            lineno,
+            _plain_col(raw, 3),
+            f'unexpected "{toks[3]}" after the chain counters',
+            raw,
+        )
     existing = st.chains.get(name)
     if existing is not None and (existing.line or not builtin):
-        raise ParseError(lineno, 2, f"chain {name} is declared twice (first on line {existing.line})", raw)
+        raise ParseError(
+            lineno,
+            2,
+            f"chain {name} is declared twice (first on line {existing.line})",
+            raw,
+        )
     if builtin:
         # "-" on a built-in keeps the default policy
-        st.chains[name] = _ChainB(name, "ACCEPT" if policy == "-" else policy, lineno, counters, [])
+        st.chains[name] = _ChainB(
+            name, "ACCEPT" if policy == "-" else policy, lineno, counters, []
+        )
     else:
         # iptables-nft accepts and ignores a policy on a user chain
         st.chains[name] = _ChainB(name, None, lineno, counters, [])
@@ -1023,13 +1247,20 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
             raise ParseError(lineno, 1, 'bad counters: missing "]"', raw)
         counters = _parse_counters(raw[: end + 1])
         if counters is None:
-            raise ParseError(lineno, 1, f'bad counters "{raw[: end + 1]}" (expected [packets:bytes])', raw)
+            raise ParseError(
+                lineno,
+                1,
+                f'bad counters "{raw[: end + 1]}" (expected [packets:bytes])',
+                raw,
+            )
         offset = end + 1
         body = raw[offset:]
     elif not raw.strip():
         return
     if st.table is None:
-        raise ParseError(lineno, offset + 1, "rule outside a table (missing *table line)", raw)
+        raise ParseError(
+            lineno, offset + 1, "rule outside a table (missing *table line)", raw
+        )
     stripped = body.strip()
     lead = len(body) - len(body.lstrip())
     offset += lead
@@ -1043,10 +1274,14 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
         else:
             toks, _, quoted, unterminated = _tokenize_exact(body)
             if unterminated >= 0:
-                raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
+                raise ParseError(
+                    lineno, offset + unterminated + 1, "unterminated quote", raw
+                )
         _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
     except _Err as e:
-        raise ParseError(lineno, offset + _column(body, e.token), e.reason, raw) from None
+        raise ParseError(
+            lineno, offset + _column(body, e.token), e.reason, raw
+        ) from None
 
 
 def _apply_command(
@@ -1064,7 +1299,9 @@ def _apply_command(
         # the one verb of iptables-save output: straight to the rule
         fast = st.chains.get(toks[1])
         if fast is not None:
-            _add_rules(st, lineno, raw, offset, text, toks, quoted, counters, fast, "-A", 0, 2)
+            _add_rules(
+                st, lineno, raw, offset, text, toks, quoted, counters, fast, "-A", 0, 2
+            )
             return
     if verb is None:
         raise _Err(0, f'expected a command (-A, -I, -N, …), found "{toks[0]}"')
@@ -1072,7 +1309,9 @@ def _apply_command(
     n = len(toks)
     chain_name = toks[1] if n > 1 else None
     chain: _ChainB | None = None
-    if verb in ("-A", "-I", "-D", "-R", "-P", "-E", "-N") or (verb in ("-F", "-Z", "-X") and chain_name):
+    if verb in ("-A", "-I", "-D", "-R", "-P", "-E", "-N") or (
+        verb in ("-F", "-Z", "-X") and chain_name
+    ):
         if chain_name is None or chain_name.startswith("-"):
             raise _Err(1, f"{toks[0]} requires a chain name")
         chain = chains.get(chain_name)
@@ -1111,7 +1350,11 @@ def _apply_command(
         return
     if verb == "-X":
         _expect_end(toks, 2 if chain is not None else 1)
-        victims = [chain] if chain is not None else [c for c in chains.values() if c.policy is None]
+        victims = (
+            [chain]
+            if chain is not None
+            else [c for c in chains.values() if c.policy is None]
+        )
         for c in victims:
             if c.policy is not None:
                 raise _Err(1, f"cannot delete built-in chain {c.name}")
@@ -1119,8 +1362,15 @@ def _apply_command(
                 raise _Err(1, f"chain {c.name} is not empty")
             for other in chains.values():
                 for rb in other.rules:
-                    if chain is not None and rb.target is not None and rb.target.name == c.name:
-                        raise _Err(1, f"chain {c.name} is still referenced from chain {other.name} (line {rb.line})")
+                    if (
+                        chain is not None
+                        and rb.target is not None
+                        and rb.target.name == c.name
+                    ):
+                        raise _Err(
+                            1,
+                            f"chain {c.name} is still referenced from chain {other.name} (line {rb.line})",
+                        )
         for c in victims:
             del chains[c.name]
         return
@@ -1157,7 +1407,13 @@ def _apply_command(
     assert chain is not None
     i = 2
     rulenum = 0
-    if verb in ("-I", "-D", "-R") and i < n and i not in quoted and not toks[i].startswith("-") and toks[i] != "!":
+    if (
+        verb in ("-I", "-D", "-R")
+        and i < n
+        and i not in quoted
+        and not toks[i].startswith("-")
+        and toks[i] != "!"
+    ):
         if not toks[i].isdigit() or int(toks[i]) == 0:
             raise _Err(i, f'invalid rule number "{toks[i]}"')
         rulenum = int(toks[i])
@@ -1170,7 +1426,9 @@ def _apply_command(
             raise _Err(2, f"chain {chain.name} has no rule {rulenum}")
         del chain.rules[rulenum - 1]
         return
-    _add_rules(st, lineno, raw, offset, text, toks, quoted, counters, chain, verb, rulenum, i)
+    _add_rules(
+        st, lineno, raw, offset, text, toks, quoted, counters, chain, verb, rulenum, i
+    )
 
 
 def _add_rules(
@@ -1204,14 +1462,40 @@ def _add_rules(
     if tname is not None:
         if tname in KNOWN_TARGETS:
             if spec.target is not None and spec.target.goto:
-                raise _Err(spec.target_tok, f"-g needs a user-defined chain, {tname} is a target")
+                raise _Err(
+                    spec.target_tok,
+                    f"-g needs a user-defined chain, {tname} is a target",
+                )
             need = _TARGET_TABLE.get(tname)
             if need is not None and need != st.table:
-                raise _Err(spec.target_tok, f"target {tname} is only valid in the {need} table")
+                raise _Err(
+                    spec.target_tok, f"target {tname} is only valid in the {need} table"
+                )
         else:
-            st.jumps.append(
-                _Jump(lineno, raw, offset, spec.target_tok, tname, spec.target is not None and spec.target.goto, chain.name)
-            )
+            dest = st.chains.get(tname)
+            if dest is not None:
+                if dest.policy is not None:
+                    verb_name = (
+                        "goto"
+                        if spec.target is not None and spec.target.goto
+                        else "jump"
+                    )
+                    raise _Err(
+                        spec.target_tok, f"cannot {verb_name} to built-in chain {tname}"
+                    )
+            else:
+                # not declared yet: iptables-nft resolves the name at COMMIT
+                st.jumps.append(
+                    _Jump(
+                        lineno,
+                        raw,
+                        offset,
+                        spec.target_tok,
+                        tname,
+                        spec.target is not None and spec.target.goto,
+                        chain.name,
+                    )
+                )
     if spec.addr_family == 4 and st.first_v4 is None:
         st.first_v4 = (lineno, raw, offset, spec.addr_tok)
     elif spec.addr_family == 6 and st.first_v6 is None:
@@ -1228,7 +1512,10 @@ def _add_rules(
     elif verb == "-I":
         pos = (rulenum or 1) - 1
         if pos > len(chain.rules):
-            raise _Err(2, f"index of insertion too big: chain {chain.name} has {len(chain.rules)} rules")
+            raise _Err(
+                2,
+                f"index of insertion too big: chain {chain.name} has {len(chain.rules)} rules",
+            )
         chain.rules[pos:pos] = new_rules
     elif verb == "-R":
         if rulenum > len(chain.rules):
@@ -1243,7 +1530,9 @@ def _add_rules(
                     del chain.rules[k]
                     break
             else:
-                raise _Err(0, f"no rule in chain {chain.name} matches this specification")
+                raise _Err(
+                    0, f"no rule in chain {chain.name} matches this specification"
+                )
 
 
 def _locate(toks: list[str], what: str, start: int) -> int:
@@ -1269,14 +1558,37 @@ def _commit(st: _State) -> None:
         col = j.offset + _column(j.source[j.offset :], j.token)
         verb = "goto" if j.goto else "jump"
         if target is None:
-            raise ParseError(j.lineno, col, f'unknown chain or target "{j.name}" in {verb}', j.source)
-        raise ParseError(j.lineno, col, f"cannot {verb} to built-in chain {j.name}", j.source)
+            raise ParseError(
+                j.lineno, col, f'unknown chain or target "{j.name}" in {verb}', j.source
+            )
+        raise ParseError(
+            j.lineno, col, f"cannot {verb} to built-in chain {j.name}", j.source
+        )
     # rules of a chain the input later deleted or renamed are checked above;
     # a jump from a rule that was itself deleted does not matter but is rare
     st.tables[st.table] = (st.table_line, chains)
     st.table = None
     st.chains = {}
     st.jumps = []
+
+
+def to_iptables_save(ruleset: Ruleset, counters: bool = False) -> str:
+    """The ruleset in iptables-save format (`counters` = `iptables-save -c`)."""
+    out: list[str] = []
+    for t in ruleset.tables:
+        out.append(f"*{t.name}")
+        for c in t.chains:
+            ctr = c.counters or Counters(0, 0)
+            out.append(f":{c.name} {c.policy or '-'} [{ctr.packets}:{ctr.bytes}]")
+        for c in t.chains:
+            for r in c.rules:
+                if counters:
+                    rc = r.counters or Counters(0, 0)
+                    out.append(f"[{rc.packets}:{rc.bytes}] {r.canonical()}")
+                else:
+                    out.append(r.canonical())
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
 
 
 # --- ipset --------------------------------------------------------------------
@@ -1288,9 +1600,33 @@ _IPSET_TYPES = _words(
 )
 _CREATE_FLAGS = frozenset({"counters", "comment", "skbinfo", "forceadd"})
 _CREATE_VALUES = frozenset(
-    {"family", "hashsize", "maxelem", "timeout", "range", "netmask", "size", "markmask", "bucketsize", "initval", "bitmask"}
+    {
+        "family",
+        "hashsize",
+        "maxelem",
+        "timeout",
+        "range",
+        "netmask",
+        "size",
+        "markmask",
+        "bucketsize",
+        "initval",
+        "bitmask",
+    }
 )
-_ADD_VALUES = frozenset({"timeout", "comment", "packets", "bytes", "skbmark", "skbprio", "skbqueue", "before", "after"})
+_ADD_VALUES = frozenset(
+    {
+        "timeout",
+        "comment",
+        "packets",
+        "bytes",
+        "skbmark",
+        "skbprio",
+        "skbqueue",
+        "before",
+        "after",
+    }
+)
 _ADD_FLAGS = frozenset({"nomatch"})
 _PORT_PROTOS = frozenset({"tcp", "udp", "sctp", "udplite", "icmp", "icmpv6", "tcpudp"})
 
@@ -1339,7 +1675,9 @@ def _check_port(part: str, bare: bool) -> tuple[str, str | None]:
     return (port if bare else f"{proto}:{port}"), None
 
 
-def _check_element(ipset: IPSet, elem: str, declared: dict[str, IPSet]) -> tuple[tuple[str, ...], str | None]:
+def _check_element(
+    ipset: IPSet, elem: str, declared: dict[str, IPSet]
+) -> tuple[tuple[str, ...], str | None]:
     dims = ipset.dimensions
     if ipset.type == "list:set":
         if elem not in declared:
@@ -1347,7 +1685,10 @@ def _check_element(ipset: IPSet, elem: str, declared: dict[str, IPSet]) -> tuple
         return (elem,), None
     parts = elem.split(",")
     if len(parts) != len(dims):
-        return tuple(parts), f'element "{elem}" does not fit type {ipset.type} ({len(dims)} parts expected)'
+        return (
+            tuple(parts),
+            f'element "{elem}" does not fit type {ipset.type} ({len(dims)} parts expected)',
+        )
     out: list[str] = []
     for dim, part in zip(dims, parts):
         problem: str | None = None
@@ -1361,7 +1702,10 @@ def _check_element(ipset: IPSet, elem: str, declared: dict[str, IPSet]) -> tuple
                 problem = f'bad interface name "{part}"'
         elif dim == "mac":
             hexes = part.split(":")
-            if len(hexes) != 6 or not all(len(h) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in h) for h in hexes):
+            if len(hexes) != 6 or not all(
+                len(h) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in h)
+                for h in hexes
+            ):
                 problem = f'bad MAC address "{part}"'
         elif dim == "mark":
             try:
@@ -1384,7 +1728,9 @@ class _SetB:
     line: int
 
     def header(self) -> IPSet:
-        return IPSet(self.name, self.type, self.family, tuple(self.options), (), self.line)
+        return IPSet(
+            self.name, self.type, self.family, tuple(self.options), (), self.line
+        )
 
 
 def _parse_create_opts(toks: list[str], start: int, b: _SetB) -> None:
@@ -1409,7 +1755,9 @@ def _parse_create_opts(toks: list[str], start: int, b: _SetB) -> None:
             raise _Err(i, f'unknown create option "{key}"')
 
 
-def _parse_member(toks: list[str], start: int, b: _SetB, sets: dict[str, _SetB], lineno: int) -> SetMember:
+def _parse_member(
+    toks: list[str], start: int, b: _SetB, sets: dict[str, _SetB], lineno: int
+) -> SetMember:
     if start >= len(toks):
         raise _Err(start, f"missing element for set {b.name}")
     declared = {k: v.header() for k, v in sets.items()} if b.type == "list:set" else {}
@@ -1466,7 +1814,14 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
                     listing = None
                 elif key == "Members":
                     listing = _from_listing(pending, pending_line, sets, raw)
-                elif key in ("Type", "Header", "Revision", "Size in memory", "References", "Number of entries"):
+                elif key in (
+                    "Type",
+                    "Header",
+                    "Revision",
+                    "Size in memory",
+                    "References",
+                    "Number of entries",
+                ):
                     pending[key] = value
                 else:
                     raise ParseError(lineno, 1, f'unknown line "{raw}"', raw)
@@ -1478,7 +1833,9 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
                 if stype not in _IPSET_TYPES:
                     raise _Err(2, f'unknown set type "{stype}"')
                 if name in sets:
-                    raise _Err(1, f"set {name} is already defined (line {sets[name].line})")
+                    raise _Err(
+                        1, f"set {name} is already defined (line {sets[name].line})"
+                    )
                 b = _SetB(name, stype, "inet", [], [], lineno)
                 _parse_create_opts(toks, 3, b)
                 sets[name] = b
@@ -1495,11 +1852,14 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
             col = starts[e.token] + 1 if e.token < len(starts) else len(raw) + 1
             raise ParseError(lineno, col, e.reason, raw) from None
     return tuple(
-        IPSet(b.name, b.type, b.family, tuple(b.options), tuple(b.members), b.line) for b in sets.values()
+        IPSet(b.name, b.type, b.family, tuple(b.options), tuple(b.members), b.line)
+        for b in sets.values()
     )
 
 
-def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw: str) -> _SetB:
+def _from_listing(
+    fields: dict[str, str], line: int, sets: dict[str, _SetB], raw: str
+) -> _SetB:
     name = fields.get("Name", "")
     stype = fields.get("Type", "")
     if not name:
@@ -1507,7 +1867,9 @@ def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw
     if stype not in _IPSET_TYPES:
         raise ParseError(line, 1, f'unknown set type "{stype}"', raw)
     if name in sets:
-        raise ParseError(line, 1, f"set {name} is already defined (line {sets[name].line})", raw)
+        raise ParseError(
+            line, 1, f"set {name} is already defined (line {sets[name].line})", raw
+        )
     b = _SetB(name, stype, "inet", [], [], line)
     try:
         _parse_create_opts(tokenize(fields.get("Header", "")), 0, b)
@@ -1520,7 +1882,9 @@ def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw
 # --- both ----------------------------------------------------------------------
 
 
-def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = None) -> Ruleset:
+def parse_ruleset(
+    text: str, ipsets: str | None = None, family: Family | None = None
+) -> Ruleset:
     with _gc_paused():
         ruleset, refs = _parse_iptables(text, family)
     if ipsets is None:
@@ -1530,5 +1894,7 @@ def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = 
     for ref in refs:
         if ref.name not in names:
             col = ref.offset + _column(ref.source[ref.offset :], ref.token)
-            raise ParseError(ref.lineno, col, f"ipset {ref.name} is not defined", ref.source)
+            raise ParseError(
+                ref.lineno, col, f"ipset {ref.name} is not defined", ref.source
+            )
     return Ruleset(family=ruleset.family, tables=ruleset.tables, ipsets=sets)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from .context import EvalContext, Result, TraceState
 from .host import Host
+from .index import MIN_SKIP_RUN, next_candidate, skip_step
 from .matches import evaluate_rule
 from .packet import (
     TCP_FLAG_LETTERS,
@@ -35,9 +36,13 @@ from .trace import Step, StepKind, Trace
 
 # Table order per hook (hook priorities, include/uapi/linux/netfilter_ipv4.h).
 # "conntrack" is not a table but the point where conntrack attaches its entry.
+# iptables-nft registers the security table's base chains at priority 150,
+# not NF_IP_PRI_SECURITY (50) as the legacy backend does (iptables nft.c
+# builtin table list; seen in `nft list ruleset`), so with the nf_tables
+# backend nat INPUT (100) runs before security INPUT.
 HOOK_ORDER: dict[str, tuple[str, ...]] = {
     "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
-    "INPUT": ("mangle", "filter", "security", "nat"),
+    "INPUT": ("mangle", "filter", "nat", "security"),
     "FORWARD": ("mangle", "filter", "security"),
     "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
     "POSTROUTING": ("mangle", "nat"),
@@ -235,10 +240,12 @@ class _Walker:
             # dropped before the FORWARD hook is called.
             self._drop(packet, "TTL would reach 0 when forwarded: dropped before FORWARD (ICMP time exceeded)")
             return "forward", "DROP", packet
+        # ip_forward()/ip6_forward() decrement the TTL/hop limit before
+        # calling the FORWARD hook, so FORWARD chains already see ttl - 1.
+        packet = packet.with_(ttl=packet.ttl - 1)
         verdict, packet = self._hook("FORWARD", packet)
         if verdict != "ACCEPT":
             return "forward", "DROP", packet
-        packet = packet.with_(ttl=packet.ttl - 1)
         verdict, packet = self._hook("POSTROUTING", packet)
         return "forward", verdict, packet
 
@@ -248,6 +255,11 @@ class _Walker:
             # The socket's own route lookup fails: the sender gets an error
             # (ENETUNREACH/EINVAL/EACCES) and netfilter never sees the packet.
             self._drop(packet, f"no route to {packet.dst}: the sending socket gets an error; no netfilter hook runs")
+            return "output", "DROP", packet
+        if route.kind == "broadcast":
+            # udp_sendmsg()/ip_route_output: a broadcast destination needs
+            # SO_BROADCAST, which a plain socket does not have (EACCES).
+            self._drop(packet, f"{packet.dst} is a broadcast address: a socket without SO_BROADCAST gets EACCES; no netfilter hook runs")
             return "output", "DROP", packet
         out = "lo" if route.kind == "local" else route.dev
         packet = packet.with_(out_iface=out)
@@ -283,8 +295,14 @@ class _Walker:
             self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is {route.kind} → INPUT")
             return "local", packet
         if route.kind == "multicast":
-            self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is multicast → INPUT")
-            return "local", packet
+            # ip_route_input_rcu(): multicast is delivered only for groups the
+            # interface joined; without multicast routing anything else is
+            # dropped.  Every interface is in the all-hosts group.
+            if str(packet.dst) in ("224.0.0.1", "ff02::1"):
+                self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} (all hosts) is multicast → INPUT")
+                return "local", packet
+            self._drop(packet, f"routing decision: this host has not joined the multicast group {packet.dst}: dropped")
+            return None, packet
         if route.kind != "unicast" or not route.dev:
             self._drop(packet, f"routing decision: {packet.dst} is {route.kind}: dropped (no FORWARD)")
             return None, packet
@@ -510,6 +528,15 @@ class _Walker:
                     return self._policy(hook, table_name, base, packet, 0)
                 chain, index = stack.pop()
                 continue
+            # -- chain index (netviz/engine/index.py): rules whose -d/-i/-o/-p/
+            # --dport rule this packet out are recorded as one SKIP step.
+            if self.state.use_index:
+                skip_to = next_candidate(chain, index, hook, packet)
+                if skip_to - index >= MIN_SKIP_RUN:
+                    self.steps.append(skip_step(hook, table_name, chain, index, skip_to, packet, len(stack)))
+                    index = skip_to
+                    continue
+            # -- end chain index
             rule = chain.rules[index]
             ctx = EvalContext(
                 ruleset=self.ruleset,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from .context import Result
@@ -197,6 +197,7 @@ class SummaryRow:
     rule: str  # "3 (line 45)", "policy", "" for routing
     result: str  # ACCEPT, DROP, JUMP:X, "skipped", the route sentence…
     uncertain: bool = False
+    index: int = -1  # the step's position in trace.steps
 
 
 def summary_rows(trace: Trace) -> list[SummaryRow]:
@@ -204,7 +205,7 @@ def summary_rows(trace: Trace) -> list[SummaryRow]:
     table or drop outside a rule — what the kernel's own trace would print plus
     the decisions it does not log."""
     rows: list[SummaryRow] = []
-    for step in trace.steps:
+    for index, step in enumerate(trace.steps):
         if step.is_hop:
             if step.kind is StepKind.POLICY:
                 rule = "policy"
@@ -213,18 +214,21 @@ def summary_rows(trace: Trace) -> list[SummaryRow]:
                 rule = f"{step.rule}" + (f" (line {step.line})" if step.line else "")
                 result = step.verdict or "CONTINUE"
             rows.append(
-                SummaryRow(step.hook, step.table, step.chain, rule, result, step.uncertain)
+                SummaryRow(step.hook, step.table, step.chain, rule, result, step.uncertain, index)
             )
         elif step.kind is StepKind.ROUTE:
-            rows.append(SummaryRow("routing", "", "", "", event_text(step), step.uncertain))
+            rows.append(SummaryRow("routing", "", "", "", event_text(step), step.uncertain, index))
         elif step.kind is StepKind.SKIP:
-            rows.append(SummaryRow(step.hook, step.table, step.chain, "", "skipped: " + step.text))
+            rows.append(SummaryRow(step.hook, step.table, step.chain, "", "skipped: " + step.text,
+                                   index=index))
         elif step.kind is StepKind.DROP:
-            rows.append(SummaryRow(step.hook, step.table, step.chain, "", "DROP: " + step.text))
+            rows.append(SummaryRow(step.hook, step.table, step.chain, "", "DROP: " + step.text,
+                                   index=index))
         elif step.kind is StepKind.RULE and step.result is Result.UNKNOWN:
             rule = f"{step.rule}" + (f" (line {step.line})" if step.line else "")
             rows.append(
-                SummaryRow(step.hook, step.table, step.chain, rule, "unknown: " + step.reason, True)
+                SummaryRow(step.hook, step.table, step.chain, rule, "unknown: " + step.reason, True,
+                           index)
             )
     return rows
 
@@ -382,11 +386,22 @@ class Collapsed:
     """A long run of rules that did not match, shown folded."""
 
     collapsed: ClassVar[bool] = True
+    # A page shows at most this many of the folded rows; the text and JSON
+    # downloads hold them all (a 100k-rule chain must not become 100k <tr>).
+    preview_limit: ClassVar[int] = 200
     rows: tuple[StepRow, ...]
 
     @property
     def count(self) -> int:
         return len(self.rows)
+
+    @property
+    def preview(self) -> tuple[StepRow, ...]:
+        return self.rows[: self.preview_limit]
+
+    @property
+    def more(self) -> int:
+        return max(0, len(self.rows) - self.preview_limit)
 
 
 @dataclass(frozen=True)
@@ -438,7 +453,7 @@ def sections(trace: Trace, fold_over: int = 12, keep: int = 3) -> list[Section]:
     with runs of more than `fold_over` not-matched rules folded."""
     out: list[Section] = []
     previous: Packet | None = trace.packet_in
-    current: dict[str, object] | None = None
+    current: Section | None = None  # the open chain section, items still empty
     rows: list[StepRow] = []
     last_hook = ""
     last_table: tuple[str, str] | None = None
@@ -447,7 +462,7 @@ def sections(trace: Trace, fold_over: int = 12, keep: int = 3) -> list[Section]:
     def close() -> None:
         nonlocal current, rows
         if current is not None:
-            out.append(Section(items=_fold(rows, fold_over, keep), **current))  # type: ignore[arg-type]
+            out.append(replace(current, items=_fold(rows, fold_over, keep)))
         current = None
         rows = []
 
@@ -459,30 +474,23 @@ def sections(trace: Trace, fold_over: int = 12, keep: int = 3) -> list[Section]:
         new_hook = step.hook != last_hook
         last_hook = step.hook
         if step.kind in (StepKind.RULE, StepKind.POLICY, StepKind.RETURN):
-            same = (
-                current is not None
-                and current["hook"] == step.hook
-                and current["table"] == step.table
-                and current["chain"] == step.chain
-                and current["depth"] == step.depth
+            same = current is not None and (
+                (current.hook, current.table, current.chain, current.depth)
+                == (step.hook, step.table, step.chain, step.depth)
             )
             if not same:
                 back = ""
-                if (
-                    current is not None
-                    and current["table"] == step.table
-                    and int(current["depth"]) > step.depth  # type: ignore[call-overload]
-                ):
-                    back = f"back from {current['chain']}"
+                if current is not None and current.table == step.table and current.depth > step.depth:
+                    back = f"back from {current.chain}"
                 close()
                 new_table = (step.hook, step.table) != last_table or new_hook
                 last_table = (step.hook, step.table)
-                current = {
-                    "kind": "chain", "hook": step.hook, "table": step.table,
-                    "chain": step.chain, "depth": step.depth,
-                    "entered_by": (pending_entry if step.depth else "") or back,
-                    "new_hook": new_hook, "new_table": new_table,
-                }
+                current = Section(
+                    kind="chain", hook=step.hook, table=step.table, chain=step.chain,
+                    depth=step.depth,
+                    entered_by=(pending_entry if step.depth else "") or back,
+                    new_hook=new_hook, new_table=new_table,
+                )
             pending_entry = ""
             rows.append(row)
             if step.kind is StepKind.RULE and step.result is Result.MATCH and step.verdict and (

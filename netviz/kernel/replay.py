@@ -96,6 +96,19 @@ class KernelTrace:
         default_factory=dict, repr=False, compare=False
     )
 
+    @property
+    def packet_out(self) -> dict[str, Any] | None:
+        """The header as the kernel last showed it (after all NAT), in the
+        shape of Packet.header(): src, dst and, for tcp/udp, sport/dport."""
+        if not self.packets:
+            return None
+        last = self.packets[-1]
+        out: dict[str, Any] = {"src": last.get("saddr"), "dst": last.get("daddr")}
+        if "sport" in last:
+            out["sport"] = last["sport"]
+            out["dport"] = last["dport"]
+        return out
+
 
 def kernel_available() -> tuple[bool, str]:
     global _available
@@ -172,7 +185,6 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
         "net.ipv4.ip_forward=1",
         "net.ipv4.conf.all.rp_filter=0",
         "net.ipv4.conf.default.rp_filter=0",
-        "net.ipv4.conf.all.accept_local=1",
     ]
     if v6:
         sysctls += [

@@ -90,13 +90,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _saved_trace_url(trace: models.SavedTrace) -> str | None:
-    url = getattr(trace, "get_absolute_url", None)
-    if callable(url):
-        try:
-            return str(url())
-        except NoReverseMatch:
-            return None
-    return None
+    return _url_or_none("netviz:saved_trace", trace.pk)
 
 
 # --- upload -----------------------------------------------------------------
@@ -198,19 +192,34 @@ def _highlight(text: str, query: str) -> SafeString:
     return mark_safe("".join(out))
 
 
+ChainRow = tuple[int, int, str, str]  # chain pk, table pk, table name, chain name
+
+
+def chain_index(ruleset: models.Ruleset) -> list[ChainRow]:
+    def compute() -> list[ChainRow]:
+        return list(
+            models.Chain.objects.filter(table__ruleset=ruleset)
+            .order_by("table__position", "position")
+            .values_list("pk", "table_id", "table__name", "name")
+        )
+
+    return store.derived(ruleset, "chain_index", compute)
+
+
 class ChainLinks:
     """Where a chain's section is: an anchor on this page, or — when the
     chain list is paginated — the page that holds it."""
 
-    def __init__(self, ruleset: models.Ruleset, tables: list[models.Table]) -> None:
+    def __init__(self, ruleset: models.Ruleset, index: list[ChainRow]) -> None:
         self.page_url = reverse("netviz:ruleset", args=[ruleset.pk])
-        self.ruleset = ruleset
-        self.names = {t.pk: {c.name for c in t.chains.all()} for t in tables}
-        self.table_name = {t.pk: t.name for t in tables}
+        self.names: dict[int, set[str]] = {}
+        self.table_name: dict[int, str] = {}
         self.page_of: dict[tuple[str, str], int] = {}
-        for n, (table, chain) in enumerate((t, c) for t in tables for c in t.chains.all()):
-            self.page_of[(table.name, chain.name)] = n // CHAINS_PER_PAGE + 1
-        self.paginated = len(self.page_of) > CHAINS_PER_PAGE
+        for n, (_pk, table_id, table_name, name) in enumerate(index):
+            self.names.setdefault(table_id, set()).add(name)
+            self.table_name[table_id] = table_name
+            self.page_of[(table_name, name)] = n // CHAINS_PER_PAGE + 1
+        self.paginated = len(index) > CHAINS_PER_PAGE
 
     def url(self, table: str, chain: str, current_page: int | None = None) -> str:
         anchor = engine_dot.chain_anchor(table, chain)
@@ -263,17 +272,13 @@ def _search(ruleset: models.Ruleset, f: dict[str, str]) -> QuerySet[models.Rule]
     return qs.order_by("chain__table__position", "chain__position", "index")
 
 
-def _tables(ruleset: models.Ruleset) -> list[models.Table]:
-    return list(ruleset.tables.prefetch_related("chains"))
-
-
 @require_GET
 def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ruleset = get_ruleset_for(request, pk)
     f = _filters(request)
     filtering = any(f.values())
-    tables = _tables(ruleset)
-    links = ChainLinks(ruleset, tables)
+    index = chain_index(ruleset)
+    links = ChainLinks(ruleset, index)
     to_results = bool(request.htmx and request.htmx.target == "results")
 
     ctx: dict[str, Any] = {"ruleset": ruleset, "filters": f, "filtering": filtering}
@@ -295,39 +300,40 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             return render(request, "netviz/partials/ruleset_results.html", ctx)
 
     analysis = _analysis(ruleset)
-    all_chains = [(t, c) for t in tables for c in t.chains.all()]
-    paginator = Paginator(all_chains, CHAINS_PER_PAGE)
+    paginator = Paginator(index, CHAINS_PER_PAGE)
     chain_page = paginator.get_page(request.GET.get("page"))
     current = chain_page.number
-    on_page = {c.pk for _t, c in chain_page.object_list}
+    page_pks = [row[0] for row in chain_page.object_list]
+    chains = models.Chain.objects.filter(pk__in=page_pks).select_related("table").annotate(n=Count("rules"))
+    by_pk = {c.pk: c for c in chains}
     inline = ruleset.rule_count <= INLINE_RULES
     rules_by_chain: dict[int, list[dict[str, Any]]] = {}
     if inline and not filtering:
         page_rules = list(
-            models.Rule.objects.filter(chain_id__in=on_page).select_related("chain")
+            models.Rule.objects.filter(chain_id__in=page_pks).select_related("chain")
         )
         for row in _rule_rows(page_rules, links, current_page=current):
             rules_by_chain.setdefault(row["rule"].chain_id, []).append(row)
-    rule_counts = _rule_counts(ruleset)
 
     table_blocks: list[dict[str, Any]] = []
-    for table, chain in chain_page.object_list:
-        if not table_blocks or table_blocks[-1]["table"].pk != table.pk:
-            table_blocks.append({"table": table, "chains": []})
-        key = (table.name, chain.name)
+    for chain_pk, table_id, table_name, name in chain_page.object_list:
+        chain = by_pk[chain_pk]
+        if not table_blocks or table_blocks[-1]["table"].pk != table_id:
+            table_blocks.append({"table": chain.table, "chains": []})
+        key = (table_name, name)
         table_blocks[-1]["chains"].append(
             {
                 "chain": chain,
-                "anchor": engine_dot.chain_anchor(table.name, chain.name),
+                "anchor": engine_dot.chain_anchor(table_name, name),
                 "pretty": analysis["describe"].get(key, ""),
                 "unreachable": key in analysis["unreachable"],
                 "empty": key in analysis["empty"],
-                "rule_count": rule_counts.get(chain.pk, 0),
-                "rows": rules_by_chain.get(chain.pk, []),
+                "rule_count": chain.n,
+                "rows": rules_by_chain.get(chain_pk, []),
                 "callers": [
                     {"chain": src[1], "rule": idx, "goto": goto,
                      "url": links.url(src[0], src[1], current)}
-                    for src, idx, goto in engine_graph.callers(analysis["graph"], key)[:12]
+                    for src, idx, goto in analysis["callers"].get(key, [])[:12]
                 ],
             }
         )
@@ -342,7 +348,8 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .distinct()
         .order_by("target")[:300]
     )
-    chain_names = sorted({c.name for _t, c in all_chains})
+    chain_names = sorted({row[3] for row in index})
+    table_names = list(ruleset.tables.values_list("name", flat=True))
     ctx.update(
         {
             "tables": table_blocks,
@@ -350,7 +357,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "inline": inline,
             "has_counters": has_counters,
             "targets": targets,
-            "table_names": [t.name for t in tables],
+            "table_names": table_names,
             "chain_names": chain_names[:2000],
             "unreachable_count": len(analysis["unreachable"]),
             "empty_count": len(analysis["empty"]),
@@ -367,29 +374,29 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _analysis(ruleset: models.Ruleset) -> dict[str, Any]:
-    parsed = store.load_ruleset(ruleset)
-    graph = engine_graph.call_graph(parsed)
-    return {
-        "describe": chain_descriptions(parsed),
-        "unreachable": engine_graph.unreachable_chains(graph),
-        "empty": engine_graph.empty_chains(graph),
-        "graph": graph,
-    }
+    def compute() -> dict[str, Any]:
+        parsed = store.load_ruleset(ruleset)
+        graph = engine_graph.call_graph(parsed)
+        callers: dict[tuple[str, str], list[tuple[tuple[str, str], int, bool]]] = {}
+        for src, dst, data in graph.edges(data=True):
+            callers.setdefault(dst, []).append((src, int(data["rule"]), bool(data["goto"])))
+        for entries in callers.values():
+            entries.sort()
+        return {
+            "describe": chain_descriptions(parsed),
+            "unreachable": engine_graph.unreachable_chains(graph),
+            "empty": engine_graph.empty_chains(graph),
+            "callers": callers,
+        }
 
-
-def _rule_counts(ruleset: models.Ruleset) -> dict[int, int]:
-    return dict(
-        models.Chain.objects.filter(table__ruleset=ruleset)
-        .annotate(n=Count("rules"))
-        .values_list("pk", "n")
-    )
+    return store.derived(ruleset, "analysis", compute)
 
 
 @require_GET
 def ruleset_chain(request: HttpRequest, pk: int, table: str, chain: str) -> HttpResponse:
     """A stable link to a chain's section, whichever page it is on."""
     ruleset = get_ruleset_for(request, pk)
-    links = ChainLinks(ruleset, _tables(ruleset))
+    links = ChainLinks(ruleset, chain_index(ruleset))
     if (table, chain) not in links.page_of:
         raise Http404("No such chain")
     return redirect(links.url(table, chain))
@@ -401,7 +408,7 @@ def ruleset_chain_rules(request: HttpRequest, pk: int, chain_pk: int) -> HttpRes
     chain = get_object_or_404(
         models.Chain.objects.select_related("table"), pk=chain_pk, table__ruleset=ruleset
     )
-    links = ChainLinks(ruleset, _tables(ruleset))
+    links = ChainLinks(ruleset, chain_index(ruleset))
     paginator = Paginator(chain.rules.select_related("chain"), RULES_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     current = links.page_of.get((chain.table.name, chain.name))

@@ -199,6 +199,12 @@ def result_context(traced: Traced, selected_step: int | None = None) -> dict[str
         "statistic": _statistic_branches(traced),
         "chain_links": _chain_links(traced),
         "hops": trace.hops(),
+        "uncertain": [
+            {"label": f"{t} {c} #{r}", "index": next(
+                (i for i, st in enumerate(trace.steps)
+                 if (st.table, st.chain, st.rule) == (t, c, r)), None)}
+            for (t, c, r) in trace.uncertain
+        ],
     }
     if selected_step is not None:
         ctx["detail"] = step_detail(traced, selected_step)
@@ -210,6 +216,8 @@ def step_detail(traced: Traced, index: int) -> dict[str, Any] | None:
     if trace is None or not 0 <= index < len(trace.steps):
         return None
     step = trace.steps[index]
+    if step.kind is not StepKind.RULE:
+        return None  # only rules have a detail: clauses, comments, packet before/after
     rule = find_rule(traced.engine, step)
     before = next(
         (s.packet for s in reversed(trace.steps[:index]) if s.packet is not None),
@@ -257,6 +265,10 @@ def trace_page(request: HttpRequest, pk: int) -> HttpResponse:
     partial = request.htmx and not request.htmx.history_restore_request
     template = "netviz/partials/trace_workspace.html" if partial else "netviz/trace.html"
     response = render(request, template, ctx)
+    if partial and ctx["query"]:
+        # Push the canonical permalink (fixed field order, corrected
+        # interface) rather than whatever the form happened to send.
+        response["HX-Push-Url"] = reverse("netviz:trace", args=[pk]) + "?" + ctx["query"]
     patch_vary_headers(response, ["HX-Request"])
     return response
 

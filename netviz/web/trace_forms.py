@@ -109,6 +109,21 @@ class TraceForm(forms.Form):
             self.fields["host"].choices = [(DEFAULT_HOST_KEY, "Minimal default host")]
             self.fields["host"].initial = DEFAULT_HOST_KEY
         self.fields["in_iface"].choices = self._iface_choices()
+        # Most traces start with a packet arriving on the first interface.
+        if len(self.fields["in_iface"].choices) > 2:
+            self.fields["in_iface"].initial = self.fields["in_iface"].choices[1][0]
+        # Switching the host profile re-submits the form; an interface of the
+        # previous host falls back to the new host's first one, with a note.
+        self.iface_note = ""
+        names = [value for value, _ in self.fields["in_iface"].choices]
+        asked = self.data.get("in_iface") if self.is_bound else None
+        if asked and asked not in names and hasattr(self.data, "copy"):
+            self.data = self.data.copy()
+            self.data["in_iface"] = self.fields["in_iface"].initial or LOCAL
+            self.iface_note = (
+                f"{asked} is not an interface of this host profile; "
+                f"using {self.data['in_iface'] or 'a locally generated packet'}."
+            )
         defaults = DEFAULT_PACKET.get(self.family, DEFAULT_PACKET["ipv4"])
         self.fields["src"].widget.attrs.update(
             placeholder=defaults["src"], autofocus=True, spellcheck="false", autocomplete="off"

@@ -159,3 +159,29 @@ def test_it_shows_a_drop_point_and_inline_form_errors(web: Page, shared_dump: Ca
     assert "not an IP address" in page.inner_text(".f-src .errorlist")
     assert page.locator(".verdict-banner").count() == 0
     web.assert_clean()
+
+
+LB = (
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    ":POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n"
+    "-A PREROUTING -d 192.0.2.10/32 -p tcp -m tcp --dport 80 -j SVC\n"
+    "-A SVC -p tcp -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 198.51.100.20:8080\n"
+    "-A SVC -p tcp -j DNAT --to-destination 198.51.100.21:8080\n"
+    "COMMIT\n"
+)
+
+
+def test_it_follows_the_other_branch_of_a_statistic_rule(web: Page) -> None:
+    rs = store_ruleset(name="load balancer", source=LB)
+    query = urlencode({"proto": "tcp", "src": "203.0.113.7", "sport": "40000", "dst": "192.0.2.10",
+                       "dport": "80", "tcp_flags": "S", "in_iface": "eth0", "ctstate": "NEW",
+                       "host": "default", "stat": "nat:SVC:1:1"})
+    web.goto(f"/rulesets/{rs.pk}/trace/?{query}")
+    page = web.page
+    assert "198.51.100.20:8080" in page.inner_text(".packet-io")
+    assert "matches (50.0%) ✓" in page.inner_text(".stat-list")
+    page.click(".stat-list a.branch")
+    page.wait_for_function("document.querySelector('.packet-io').innerText.includes('198.51.100.21:8080')")
+    assert "stat=nat%3ASVC%3A1%3A0" in page.url
+    assert "does not match (50.0%) ✓" in page.inner_text(".stat-list")
+    web.assert_clean()

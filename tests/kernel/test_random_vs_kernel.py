@@ -17,7 +17,7 @@ from netviz.scenario import scenario_from_dict
 from netviz.testing import hops_diff
 from netviz.testing.randomrules import random_scenario
 
-pytestmark = pytest.mark.usefixtures("kernel")
+pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.slow]
 
 START = int(os.environ.get("NETVIZ_RANDOM_START", "0"))
 COUNT = int(os.environ.get("NETVIZ_RANDOM_SEEDS", "60"))
