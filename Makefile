@@ -14,8 +14,11 @@ run: setup migrate demo
 test: setup-test migrate
 	bash scripts/test.sh
 
+# Parse/import/trace/page/memory figures for 1k, 10k and 110k generated rules,
+# then the load test: gunicorn with 30 clients for 20 s (requests/s printed).
 bench: setup migrate
 	$(PY) manage.py bench
+	NETVIZ_LOAD=1 $(PY) -m pytest -p no:cacheprovider -q -s -m load tests/load
 
 setup: system venv
 

@@ -20,7 +20,7 @@ class RulesetAdmin(admin.ModelAdmin):
     search_fields = ("name", "description")
     readonly_fields = ("rule_count", "chain_count", "created", "share_token")
     raw_id_fields = ("owner",)
-    inlines = [TableInline]
+    inlines = (TableInline,)
 
 
 class ChainInline(admin.TabularInline):
@@ -36,7 +36,7 @@ class TableAdmin(admin.ModelAdmin):
     list_display = ("name", "ruleset", "line")
     list_select_related = ("ruleset",)
     raw_id_fields = ("ruleset",)
-    inlines = [ChainInline]
+    inlines = (ChainInline,)
 
 
 @admin.register(models.Chain)

@@ -1,11 +1,28 @@
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("NETVIZ_SECRET_KEY", "dev-only-insecure-key-change-me")
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Everything a deployment changes comes from the environment (docs/deploy.md).
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = os.environ.get("NETVIZ_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = os.environ.get("NETVIZ_DEBUG", "1") == "1"
-ALLOWED_HOSTS = os.environ.get("NETVIZ_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+ALLOWED_HOSTS = _env_list("NETVIZ_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+# Needed for POSTs when the site is reached over https through a proxy:
+# "https://netviz.example.org,https://netviz.internal".
+CSRF_TRUSTED_ORIGINS = _env_list("NETVIZ_CSRF_TRUSTED_ORIGINS")
+
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "NETVIZ_DEBUG=0 needs a real NETVIZ_SECRET_KEY (the same on every app server)"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -20,6 +37,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # whitenoise serves /static/ from STATIC_ROOT in production (inserted below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -73,6 +91,10 @@ def _database() -> dict[str, object]:
 
 
 DATABASES = {"default": _database()}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Keep connections open between requests (per gunicorn worker thread).
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("NETVIZ_DB_CONN_MAX_AGE", "60"))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -83,7 +105,28 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("NETVIZ_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+
+if not DEBUG:
+    # gunicorn does not serve files: whitenoise serves the collected,
+    # hashed and compressed files (`manage.py collectstatic` at deploy time).
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    # Behind a TLS-terminating proxy (nginx) that sets X-Forwarded-Proto.
+    if os.environ.get("NETVIZ_BEHIND_TLS_PROXY", "0") == "1":
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        SESSION_COOKIE_SECURE = True
+        CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": os.environ.get("NETVIZ_LOG_LEVEL", "WARNING")},
+}
 
 # Uploads larger than this are refused with a clear message (bytes).
 NETVIZ_MAX_UPLOAD = int(os.environ.get("NETVIZ_MAX_UPLOAD", str(32 * 1024 * 1024)))

@@ -5,4 +5,22 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 mkdir -p artifacts
 .venv/bin/ruff check netviz tests
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+status=0
+.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+
+# The tests that use the database once more, against a throwaway PostgreSQL
+# (production runs several app servers on one PostgreSQL: docs/deploy.md).
+db_tests=$(grep -rl "django_db" tests --include='test_*.py' \
+    | grep -v -e '^tests/web/' -e '^tests/browser/' -e '^tests/load/' | sort || true)
+if [ -n "${NETVIZ_SKIP_POSTGRES:-}" ]; then
+    echo "SKIP: the PostgreSQL pass (NETVIZ_SKIP_POSTGRES is set)"
+elif pg_env=$(bash scripts/postgres.sh start); then
+    eval "$pg_env"
+    trap 'bash scripts/postgres.sh stop "$NETVIZ_PG_DIR"' EXIT
+    echo "== PostgreSQL pass: tests/web $db_tests against $DATABASE_URL"
+    # shellcheck disable=SC2086
+    DATABASE_URL=$DATABASE_URL .venv/bin/python -m pytest -p no:cacheprovider tests/web $db_tests || status=$?
+else
+    echo "SKIP: the PostgreSQL pass: no throwaway PostgreSQL could be started (see the message above)"
+fi
+exit $status

@@ -214,3 +214,20 @@ def test_it_draws_an_imported_trace_with_the_flow_and_chain_graphs() -> None:
     chains = chain_dot(trace, "filter", "OUTPUT", "OUTPUT", ruleset)
     assert "jump" in chains
     assert any(s.kind is StepKind.POLICY for s in to_trace(packets[0], ruleset).steps)
+
+
+def test_it_stays_a_pure_module() -> None:
+    import ast
+    from pathlib import Path
+
+    import netviz.engine.kerneltrace as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+    imported = {
+        (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) and node.level == 0
+        else alias.name.split(".")[0]
+        for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+        if not (isinstance(node, ast.ImportFrom) and node.level > 0)
+    }
+    assert imported <= {"__future__", "ipaddress", "re", "dataclasses", "enum", "typing"}

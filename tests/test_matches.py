@@ -520,6 +520,11 @@ def test_limit_is_assumed_not_exceeded() -> None:
     out = run("-A INPUT -m limit --limit 3/min --limit-burst 10 -j LOG", hook="INPUT")
     assert (out.result, out.assumed) == (M, True)
     assert out.reason == "assuming the rate limit is not exceeded (first packet)"
+    above = "-A INPUT -m hashlimit --hashlimit-above 10/sec --hashlimit-name x --hashlimit-mode srcip -j DROP"
+    out = run(above, hook="INPUT")
+    assert (out.result, out.assumed) == (N, True)
+    upto = "-A INPUT -m hashlimit --hashlimit-upto 10/sec --hashlimit-name x --hashlimit-mode srcip -j ACCEPT"
+    assert run(upto, hook="INPUT").result is M
 
 
 # -- the rest ----------------------------------------------------------------------------------
@@ -619,3 +624,59 @@ def test_registry_evaluates_single_matches() -> None:
     rule = Rule("filter", "FORWARD", 1, 1, "")
     assert MATCHES["tcp"](m, ctx_for(rs, rule, pkt())).result is M
     assert evaluate_match(Match("tcp", (Option("--dport", ("81",)),)), ctx_for(rs, rule, pkt())).result is N
+
+
+RANGE_SETS = """create R hash:ip family inet hashsize 1024 maxelem 65536
+add R 10.9.1.1-10.9.1.5
+add R 10.20.0.0/30
+create RP hash:ip,port family inet hashsize 1024 maxelem 65536
+add RP 10.244.7.5,tcp:70-90
+add RP 10.244.7.5,icmp:echo-request
+create NP hash:net,port family inet hashsize 1024 maxelem 65536
+add NP 10.244.0.0/16,tcp:80
+add NP 10.244.7.0/24,tcp:80 nomatch
+create BIG hash:ip,port family inet hashsize 1024 maxelem 65536
+add BIG 10.0.0.0/16,tcp:1-65535
+create BIP bitmap:ip range 10.9.1.0-10.9.1.255
+add BIP 10.9.1.2
+"""
+
+
+def test_set_elements_given_as_ranges_and_cidrs() -> None:
+    assert run(set_rule("--match-set R src"), pkt(src="10.9.1.3"), ipsets=RANGE_SETS).result is M
+    assert run(set_rule("--match-set R src"), pkt(src="10.9.1.6"), ipsets=RANGE_SETS).result is N
+    assert run(set_rule("--match-set R src"), pkt(src="10.20.0.3"), ipsets=RANGE_SETS).result is M
+    assert run(set_rule("--match-set RP dst,dst"), ipsets=RANGE_SETS).result is M
+    assert run(set_rule("--match-set RP dst,dst"), pkt(dport=91), ipsets=RANGE_SETS).result is N
+    assert run(set_rule("--match-set RP dst,dst"), pkt(proto=17), ipsets=RANGE_SETS).result is N
+    echo = pkt(proto=1, sport=None, dport=None, icmp_type=8, icmp_code=0)
+    assert run(set_rule("--match-set RP dst,dst"), echo, ipsets=RANGE_SETS).result is M
+    # The /24 nomatch entry is more specific than the /16 one.
+    assert run(set_rule("--match-set NP dst,dst"), ipsets=RANGE_SETS).result is N
+    assert run(set_rule("--match-set NP dst,dst"), pkt(dst="10.244.9.1"), ipsets=RANGE_SETS).result is M
+    # Too wide to expand: kept as a range entry.
+    assert run(set_rule("--match-set BIG src,dst"), pkt(src="10.0.200.1"), ipsets=RANGE_SETS).result is M
+    assert run(set_rule("--match-set BIG src,dst"), pkt(src="10.1.0.1"), ipsets=RANGE_SETS).result is N
+    assert run(set_rule("--match-set BIP src"), ipsets=RANGE_SETS).result is M
+
+
+def test_addrtype_ipv6_semantics() -> None:
+    host6 = Host.from_dict(
+        {"interfaces": [{"name": "eth0", "addrs": ["2001:db8:1::1/64"]}, {"name": "eth1", "addrs": ["2001:db8:2::1/64"]}],
+         "routes": ["default via 2001:db8:2::fe dev eth1"]},
+        Family.IPV6,
+    )
+    p6 = Packet(
+        family=Family.IPV6, proto=6, src=ipaddress.ip_address("2001:db8:1::5"),
+        dst=ipaddress.ip_address("2001:db8:1::1"), sport=1, dport=22, in_iface="eth0",
+    )
+    rule = "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT"
+    assert run(rule, p6, hook="INPUT", host=host6, family=Family.IPV6).result is M
+    # match_type6(): UNICAST and LOCAL must both hold when both are listed.
+    rule = "-A INPUT -m addrtype --dst-type UNICAST,LOCAL -j ACCEPT"
+    assert run(rule, p6, hook="INPUT", host=host6, family=Family.IPV6).result is M
+    mc = p6.with_(dst=ipaddress.ip_address("ff02::1"))
+    assert run(rule, mc, hook="INPUT", host=host6, family=Family.IPV6).result is N
+    rule = "-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT"
+    other = p6.with_(dst=ipaddress.ip_address("2001:db8:2::1"))
+    assert run(rule, other, hook="INPUT", host=host6, family=Family.IPV6).result is N

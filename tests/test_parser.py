@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netviz.engine.parser import (
     KNOWN_TARGETS,
     ParseError,
+    _tokenize_exact,
     parse_ipset_save,
     parse_iptables_save,
     parse_ruleset,
     tokenize,
 )
 from netviz.engine.ruleset import Counters, Family, Match, Option, Target
+from netviz.testing.gendump import SIZES, generate_dump
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 REALWORLD = SHARED / "realworld"
@@ -175,8 +180,8 @@ def test_it_normalises_addresses_like_iptables() -> None:
         "10.0.0.0/0": None,
         "0.0.0.0/0": None,
     }
-    for given, saved in cases.items():
-        rule = one_rule(f"-A INPUT -s {given} -j ACCEPT")
+    for written, saved in cases.items():
+        rule = one_rule(f"-A INPUT -s {written} -j ACCEPT")
         if saved is None:
             # save_ipv4_addr prints nothing for a zero mask
             assert rule.matches == ()
@@ -792,3 +797,33 @@ def test_it_pairs_the_ipvs_dump_with_its_ipset() -> None:
     err = error_of(rules, ipsets=listing)
     assert err.reason.startswith("ipset ") and err.reason.endswith(" is not defined")
     assert "KUBE-CLUSTER-IP" not in err.reason
+
+
+def test_it_refuses_to_delete_a_busy_chain() -> None:
+    err = error_of(table("-N A\n-A INPUT -j A\n-X A"))
+    assert (err.line, err.reason) == (
+        4,
+        "chain A is still referenced from chain INPUT (line 3)",
+    )
+    err = error_of(table("-N A\n-A A -j ACCEPT\n-X"))
+    assert (err.line, err.reason) == (4, "chain A is not empty")
+    ruleset = parse_iptables_save(table("-N A\n-N B\n-A A -j B\n-F\n-X"))
+    assert [c.name for c in ruleset.tables[0].chains] == ["INPUT", "FORWARD", "OUTPUT"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=" \t\"\\'ab-!", max_size=24))
+def test_the_fast_tokenizer_paths_agree_with_add_param_to_argv(line: str) -> None:
+    exact, _, _, unterminated = _tokenize_exact(line)
+    if unterminated < 0:
+        assert tokenize(line) == exact
+
+
+def test_it_parses_a_generated_kube_proxy_dump_quickly() -> None:
+    # about 10,000 rules; a quadratic step would take minutes here
+    dump = generate_dump(*SIZES["10k"], seed=3)
+    started = time.perf_counter()
+    ruleset = parse_iptables_save(dump.text)
+    took = time.perf_counter() - started
+    assert len(ruleset.rules()) == count_appends(dump.text)
+    assert took < 10.0

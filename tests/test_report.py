@@ -197,3 +197,31 @@ def test_it_explains_each_clause_of_a_rule_the_kernel_way() -> None:
                clause="--weird", reason="not evaluated")
     statuses = [r.status for r in clause_rows(rule, odd)]
     assert "match" not in statuses and statuses[-1] == "unknown"
+
+
+def test_it_keeps_index_skips_inside_their_chain() -> None:
+    from netviz.engine.context import Result
+    from netviz.engine.dot_trace import chain_dot
+    from netviz.engine.report import sections
+    from netviz.engine.trace import Step, StepKind, Trace
+
+    p = dnat_trace().packet_in
+    steps = (
+        Step(StepKind.RULE, "INPUT", "filter", "INPUT", rule=1, line=5, text="-A INPUT -i lo -j ACCEPT",
+             result=Result.NOMATCH, clause="-i lo", reason="-i lo: packet came in on eth0", packet=p),
+        Step(StepKind.SKIP, "INPUT", "filter", "INPUT", rule=2, line=6,
+             text="rules 2–40 not matched: their -d, -i/-o, -p or --dport rule out this packet", packet=p),
+        Step(StepKind.POLICY, "INPUT", "filter", "INPUT", verdict="DROP", packet=p),
+    )
+    trace = Trace(packet_in=p, steps=steps, verdict="DROP", packet_out=p, path="input",
+                  hooks=("PREROUTING", "INPUT"))
+    text = render_text(trace)
+    lines = text.splitlines()
+    skip = next(i for i, line in enumerate(lines) if "rules 2–40 not matched" in line)
+    assert lines[skip].startswith("      … rules 2–40")
+    assert lines[skip - 2].strip().startswith("· #1")
+    assert "skipped" not in text.split("\nSummary\n", 1)[1]
+    secs = sections(trace)
+    assert len(secs) == 1 and [r.step.kind for r in secs[0].rows] == [
+        StepKind.RULE, StepKind.SKIP, StepKind.POLICY]
+    assert "… rules 2–40 not matched" in chain_dot(trace, "filter", "INPUT")

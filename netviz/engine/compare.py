@@ -215,7 +215,8 @@ def step_effect(trace: Trace, index: int) -> str:
     if verdict.startswith("GOTO:"):
         return f"went to {verdict[5:]}"
     if step.kind is StepKind.POLICY:
-        return f"applied the chain's policy {verdict}"
+        word = "dropped" if verdict == "DROP" else "accepted"
+        return f"{word} the packet (policy {verdict})"
     return {
         "ACCEPT": "accepted the packet",
         "DROP": "dropped the packet",
@@ -263,8 +264,9 @@ def compare_traces(left: Trace, right: Trace) -> Comparison:
 
 def _deciding(left: Trace, right: Trace, aligned: list[AlignedHop]) -> tuple[Deciding, ...]:
     """The hops of each differing block that changed the packet or its
-    fate — a MASQUERADE, a DROP, a policy — rather than the jumps leading there.
-    When a block holds only jumps, its first hop is the one that differs."""
+    fate — a MASQUERADE, a MARK, a DROP or policy DROP — rather than the jumps
+    leading there.
+    When neither side acted in a block, the first hop of each side stands for it."""
     out: list[Deciding] = []
     n = 0
     while n < len(aligned):
@@ -275,22 +277,31 @@ def _deciding(left: Trace, right: Trace, aligned: list[AlignedHop]) -> tuple[Dec
         while n < len(aligned) and not aligned[n].same:
             block.append(aligned[n])
             n += 1
+        chosen: dict[str, list[int]] = {}
         for side, trace in (("left", left), ("right", right)):
-            entries = [
-                (h.left_index if side == "left" else h.right_index) for h in block
-            ]
-            indexes = [i for i in entries if i is not None]
-            if not indexes:
-                continue
-            chosen = [i for i in indexes if _is_decisive(trace, i)] or indexes[:1]
-            out.extend(Deciding(side, trace.steps[i], i, step_effect(trace, i)) for i in chosen)
+            other = right if side == "left" else left
+            indexes = [i for i in (h.left_index if side == "left" else h.right_index for h in block)
+                       if i is not None]
+            chosen[side] = [i for i in indexes if _is_decisive(trace, other, i)]
+            if not chosen[side] and indexes:
+                chosen[side] = [-1 - indexes[0]]  # the fallback, kept only if neither side acted
+        acted = any(i >= 0 for picks in chosen.values() for i in picks)
+        for side, trace in (("left", left), ("right", right)):
+            for i in chosen[side]:
+                if i < 0:
+                    if acted:
+                        continue
+                    i = -1 - i
+                out.append(Deciding(side, trace.steps[i], i, step_effect(trace, i)))
     return tuple(out)
 
 
-def _is_decisive(trace: Trace, index: int) -> bool:
+def _is_decisive(trace: Trace, other: Trace, index: int) -> bool:
+    # What changed the packet or its fate: a rewrite, a mark, a DROP, or an
+    # ACCEPT where the other side's packet was dropped.
     step = trace.steps[index]
     verdict = step.verdict or ""
-    if verdict in ("ACCEPT", "DROP"):
+    if verdict == "DROP" or (verdict == "ACCEPT" and trace.verdict != other.verdict):
         return True
     before = _packet_before(trace, index)
     after = step.packet or before
@@ -303,6 +314,8 @@ def _is_decisive(trace: Trace, index: int) -> bool:
 def _where(step: Step) -> str:
     if step.kind is StepKind.POLICY:
         return f"the {step.table} {step.chain} policy"
+    if step.chain == step.hook:
+        return f"{step.table} {step.hook} rule {step.rule} ({target_name(step)})"
     return f"{step.table} {step.hook} rule {step.rule} in {step.chain} ({target_name(step)})"
 
 
@@ -444,8 +457,12 @@ def _same_place(a: Step, b: Step) -> bool:
 def _consequence(cmp: Comparison, side: str) -> str:
     """", so the packet leaves with its source unchanged, 10.244.0.10" — when the
     deciding rule rewrote an address and the other side did not."""
+    if cmp.left.verdict != "ACCEPT" or cmp.right.verdict != "ACCEPT":
+        return ""
+    given = {f.field for f in cmp.packet_in_diff}
     for f in cmp.packet_out_diff:
-        if f.field not in ("src", "dst", "sport", "dport"):
+        # A field the two packets already differed in says nothing about NAT.
+        if f.field not in ("src", "dst", "sport", "dport") or f.field in given:
             continue
         original = _field_value(cmp.left.packet_in if side == "right" else cmp.right.packet_in, f.field)
         other_value = f.right if side == "left" else f.left

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .context import Result
 from .dot import escape_dot_label, escape_html_label
-from .report import drop_step
+from .report import drop_step, in_chain
 from .ruleset import BUILTIN_CHAINS, Ruleset
 from .trace import Step, StepKind, Trace
 
@@ -146,7 +146,7 @@ def _flow_state(trace: Trace) -> _FlowState:
         node = _step_node(trace, i)
         if node is None:
             continue
-        if step.kind is StepKind.SKIP:
+        if step.kind is StepKind.SKIP and step.rule is None:
             st.status.setdefault((step.hook, step.table), "skipped")
             continue
         if step.kind is StepKind.CONNTRACK:
@@ -356,8 +356,7 @@ class _Entry:
 
 
 def _segment(trace: Trace, table: str, chain: str, hook: str | None) -> list[Step]:
-    steps = [s for s in trace.steps if s.table == table and s.kind in (
-        StepKind.RULE, StepKind.POLICY, StepKind.RETURN)]
+    steps = [s for s in trace.steps if s.table == table and in_chain(s)]
     if hook is None:
         hook = next((s.hook for s in steps if s.chain == chain), None)
         if hook is None:
@@ -531,6 +530,9 @@ def _row_html(row: _Row) -> str:
     if step.kind is StepKind.RETURN:
         return (f'<TR><TD PORT="{row.port}" COLSPAN="3" ALIGN="LEFT">'
                 f'<FONT COLOR="{GREY}">end of chain: return</FONT></TD></TR>')
+    if step.kind is StepKind.SKIP:
+        return (f'<TR><TD PORT="{row.port}" COLSPAN="3" ALIGN="CENTER">'
+                f'<FONT COLOR="{GREY}">… {_html(step.text)} …</FONT></TD></TR>')
     num = f"#{step.rule}" if step.rule is not None else ""
     text = _html(_short(step.text, 90))
     if step.result is Result.MATCH:

@@ -10,6 +10,7 @@ does with ip_packet_match() and then each xt match.
 
 from __future__ import annotations
 
+import functools
 import gc
 import ipaddress
 import itertools
@@ -42,6 +43,36 @@ def _unknown(clause: str, reason: str) -> MatchOutcome:
 
 def _assume(clause: str, reason: str) -> MatchOutcome:
     return MatchOutcome(MATCH, clause, reason, assumed=True)
+
+
+class _Misses:
+    """The NOMATCH outcomes one checker has produced, by packet value.
+
+    The clause text is only built when a rule first fails (most rules of a
+    big dump never need it), and a packet traced again reuses the outcome.
+    """
+
+    __slots__ = ("clause", "opt", "seen")
+
+    def __init__(self, opt: Option) -> None:
+        self.opt = opt
+        self.clause = ""
+        self.seen: dict[Any, MatchOutcome] = {}
+
+    def get(self, key: Any) -> MatchOutcome | None:
+        return self.seen.get(key)
+
+    def text(self) -> str:
+        if not self.clause:
+            self.clause = self.opt.text()
+        return self.clause
+
+    def add(self, key: Any, reason: str) -> MatchOutcome:
+        out = _no(self.text(), reason)
+        if len(self.seen) >= 64:
+            self.seen.clear()
+        self.seen[key] = out
+        return out
 
 
 # -- packet views ----------------------------------------------------------
@@ -94,10 +125,28 @@ def _ct_snat(ct: Conntrack) -> bool:
 # -- value parsing ----------------------------------------------------------
 
 
+def _v4_int(text: str) -> int | None:
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 for p in parts):
+        return None
+    a, b, c, d = (int(p) for p in parts)
+    if max(a, b, c, d) > 255:
+        return None
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+@functools.lru_cache(maxsize=65536)
 def parse_addr_mask(text: str) -> tuple[int, int, int]:
     """`10.0.0.0/8`, `10.0.0.1`, `10.0.0.0/255.0.255.0`, `fe80::/64` →
     (version, address & mask, mask) as integers."""
     addr_text, _, mask_text = text.partition("/")
+    quick = _v4_int(addr_text)
+    if quick is not None and (not mask_text or mask_text.isdigit()):
+        plen = int(mask_text) if mask_text else 32
+        if plen > 32:
+            raise ValueError(f"bad prefix length in {text!r}")
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        return 4, quick & mask, mask
     addr = ipaddress.ip_address(addr_text)
     bits = addr.max_prefixlen
     full = (1 << bits) - 1
@@ -295,18 +344,22 @@ def _compile_basic(match: Match) -> list[Checker]:
 
 def _addr_checker(opt: Option, src: bool) -> Checker:
     version, net, mask = parse_addr_mask(opt.value)
-    clause = opt.text()
     neg = opt.negated
     what = "source" if src else "destination"
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         addr = ctx.packet.src if src else ctx.packet.dst
-        hit = addr.version == version and (int(addr) & mask) == net
+        hit = (int(addr) & mask) == net and addr.version == version
         if hit != neg:
             return None
+        out = misses.get(addr)
+        if out is not None:
+            return out
+        clause = misses.text()
         if neg:
-            return _no(clause, f"{clause}: {what} {addr} is in {opt.value}")
-        return _no(clause, f"{clause}: {what} is {addr}")
+            return misses.add(addr, f"{clause}: {what} {addr} is in {opt.value}")
+        return misses.add(addr, f"{clause}: {what} is {addr}")
 
     return check
 
@@ -321,36 +374,47 @@ def iface_matches(pattern: str, name: str) -> bool:
 
 def _iface_checker(opt: Option, inbound: bool) -> Checker:
     pattern = opt.value
-    clause = opt.text()
+    prefix = pattern.endswith("+")
+    stem = pattern[:-1]
     neg = opt.negated
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         name = in_name(ctx) if inbound else out_name(ctx)
-        if iface_matches(pattern, name) != neg:
+        hit = name.startswith(stem) if prefix else name == pattern
+        if hit != neg:
             return None
-        if name:
-            verb = "came in on" if inbound else "goes out on"
-            return _no(clause, f"{clause}: packet {verb} {name}")
-        if inbound:
-            if ctx.hook in _IN_HOOKS:
-                return _no(clause, f"{clause}: packet is locally generated (no input interface)")
-            return _no(clause, f"{clause}: there is no input interface at {ctx.hook}")
-        return _no(clause, f"{clause}: there is no output interface at {ctx.hook} (before routing)")
+        key = (name, ctx.hook)
+        out = misses.get(key)
+        if out is None:
+            out = misses.add(key, _iface_reason(misses.text(), name, inbound, ctx.hook))
+        return out
 
     return check
 
 
+def _iface_reason(clause: str, name: str, inbound: bool, hook: str) -> str:
+    if name:
+        verb = "came in on" if inbound else "goes out on"
+        return f"{clause}: packet {verb} {name}"
+    if inbound:
+        if hook in _IN_HOOKS:
+            return f"{clause}: packet is locally generated (no input interface)"
+        return f"{clause}: there is no input interface at {hook}"
+    return f"{clause}: there is no output interface at {hook} (before routing)"
+
+
 def _proto_checker(opt: Option) -> Checker:
     number = proto_number(opt.value)
-    clause = opt.text()
     neg = opt.negated
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         proto = ctx.packet.proto
         hit = number == 0 or proto == number
         if hit != neg:
             return None
-        return _no(clause, f"{clause}: packet is {proto_name(proto)}")
+        return misses.get(proto) or misses.add(proto, f"{misses.text()}: packet is {proto_name(proto)}")
 
     return check
 
@@ -374,30 +438,39 @@ def _fragment_checker(opt: Option) -> Checker:
 
 def _port_checker(opt: Option, which: str, proto_label: str) -> Checker:
     lo, hi = parse_port_range(opt.value)
-    clause = opt.text()
     neg = opt.negated
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         port = ctx.packet.sport if which == "s" else ctx.packet.dport
-        if port is None:
-            return _no(clause, f"{clause}: packet has no {proto_label} ports")
-        hit = lo <= port <= hi
-        if hit != neg:
+        if port is not None and (lo <= port <= hi) != neg:
             return None
-        if neg:
-            return _no(clause, f"{clause}: {which}port is {port}")
-        if lo == hi:
-            return _no(clause, f"{clause} ≠ {port}")
-        return _no(clause, f"{clause}: {which}port {port} is outside {lo}:{hi}")
+        return misses.get(port) or misses.add(port, _port_reason(misses.text(), port, which, proto_label, lo, hi, neg))
 
     return check
 
 
+def _port_reason(clause: str, port: int | None, which: str, proto_label: str, lo: int, hi: int, neg: bool) -> str:
+    if port is None:
+        return f"{clause}: packet has no {proto_label} ports"
+    if neg:
+        return f"{clause}: {which}port is {port}"
+    if lo == hi:
+        return f"{clause} ≠ {port}"
+    return f"{clause}: {which}port {port} is outside {lo}:{hi}"
+
+
 def _proto_guard(number: int, label: str, clause: str) -> Checker:
+    seen: dict[int, MatchOutcome] = {}
+
     def check(ctx: EvalContext) -> MatchOutcome | None:
-        if ctx.packet.proto == number:
+        proto = ctx.packet.proto
+        if proto == number:
             return None
-        return _no(clause, f"{clause}: packet is {proto_name(ctx.packet.proto)}, not {label}")
+        out = seen.get(proto)
+        if out is None:
+            out = seen[proto] = _no(clause, f"{clause}: packet is {proto_name(proto)}, not {label}")
+        return out
 
     return check
 
@@ -646,24 +719,31 @@ def _compile_state(match: Match) -> list[Checker]:
 
 
 def _ctstate_checker(opt: Option, states: frozenset[str], virtual: bool) -> Checker:
-    clause = opt.text()
     neg = opt.negated
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         ct, state = ct_view(ctx.packet)
-        have = {state}
         if virtual and ct is not None:
+            have = [state]
             if _ct_snat(ct):
-                have.add("SNAT")
+                have.append("SNAT")
             if _ct_dnat(ct):
-                have.add("DNAT")
-        hit = bool(states & have)
+                have.append("DNAT")
+            hit = not states.isdisjoint(have)
+        else:
+            have = [state]
+            hit = state in states
         if hit != neg:
             return None
-        shown = "state is " + "+".join(sorted(have, key=lambda s: s in ("SNAT", "DNAT")))
-        if ctx.packet.ct is None and state == "INVALID":
-            shown += " (conntrack has not seen the packet yet)"
-        return _no(clause, f"{clause}: {shown}")
+        key = (tuple(have), ctx.packet.ct is None)
+        out = misses.get(key)
+        if out is None:
+            shown = "state is " + "+".join(have)
+            if ctx.packet.ct is None and state == "INVALID":
+                shown += " (conntrack has not seen the packet yet)"
+            out = misses.add(key, f"{misses.text()}: {shown}")
+        return out
 
     return check
 
@@ -800,27 +880,31 @@ def _compile_mark(match: Match) -> list[Checker]:
 
 
 def _mark_checker(opt: Option, value: int, mask: int, conn: bool) -> Checker:
-    clause = opt.text()
     neg = opt.negated
+    misses = _Misses(opt)
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         if conn:
             ct, state = ct_view(ctx.packet)
             if ct is None:
                 # connmark_mt(): no conntrack entry → false, even with `!`.
-                return _no(clause, f"{clause}: the packet has no conntrack entry ({state})")
+                return _no(misses.text(), f"{misses.text()}: the packet has no conntrack entry ({state})")
             mark = ct.mark
         else:
             mark = ctx.packet.mark
         hit = (mark & mask) == value
         if hit != neg:
             return None
-        what = "ctmark" if conn else "mark"
-        if mask == 0xFFFFFFFF:
-            return _no(clause, f"{clause}: {what} is {mark:#x}")
-        return _no(clause, f"{clause}: {what} {mark:#x} & {mask:#x} = {mark & mask:#x}")
+        return misses.get(mark) or misses.add(mark, _mark_reason(misses.text(), mark, mask, conn))
 
     return check
+
+
+def _mark_reason(clause: str, mark: int, mask: int, conn: bool) -> str:
+    what = "ctmark" if conn else "mark"
+    if mask == 0xFFFFFFFF:
+        return f"{clause}: {what} is {mark:#x}"
+    return f"{clause}: {what} {mark:#x} & {mask:#x} = {mark & mask:#x}"
 
 
 # -- addrtype --------------------------------------------------------------------
@@ -1286,8 +1370,11 @@ def _compile_recent(match: Match) -> list[Checker]:
 
 def _compile_limit(match: Match) -> list[Checker]:
     clause = match.text()
-    outcome = _assume(clause, "assuming the rate limit is not exceeded (first packet)")
-    return [_const(outcome)]
+    why = "assuming the rate limit is not exceeded (first packet)"
+    if match.option("--hashlimit-above") is not None:
+        # --hashlimit-above matches only once the bucket is exhausted.
+        return [_const(_no(clause, why, assumed=True))]
+    return [_const(_assume(clause, why))]
 
 
 def _compile_connlimit(match: Match) -> list[Checker]:

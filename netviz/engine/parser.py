@@ -299,6 +299,8 @@ _TWO_VALUES = frozenset(
 # the pre-2.6.39 set match spelled --match-set as `--set NAME FLAGS`.
 _MODULE_ARITY = {("set", "--set"): 2}
 _SET_OPTIONS = frozenset({"--match-set", "--add-set", "--del-set", "--map-set"})
+# options _parse_spec looks at beyond their arity
+_SPECIAL_OPTIONS = _SET_OPTIONS | {"--set", "--icmpv6-type", "--reject-with"}
 _ONE_VALUE = _words(
     """--comment --mark --ctstate --state --dport --sport --dports --sports
     --ports --destination-port --source-port --destination-ports
@@ -682,6 +684,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
     kinds = _KIND
     arities = _ARITY
     opt_cache = _opt_cache
+    owned: frozenset[str] | None = None  # options of the current match, if known
     while i < n:
         t = toks[i]
         if t == "!" and i not in quoted:
@@ -695,14 +698,13 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
         kind = kinds.get(t)
         if kind is None:
             # an extension option: --dport 80, --comment "…", --syn
-            name, eq, inline = t.partition("=")
+            if "=" in t:
+                name, eq, inline = t.partition("=")
+            else:
+                name, eq, inline = t, "", ""
             dest = cur
             dest_module = cur_module
-            if cur is None or (
-                cur is not target_opts
-                and cur_module in _MODULE_OPTIONS
-                and name not in _MODULE_OPTIONS[cur_module]
-            ):
+            if cur is None or (owned is not None and name not in owned):
                 # getopt looks the option up among every loaded extension,
                 # and loads the -p protocol's match for an unknown one
                 # (xtables: command_default → load_proto)
@@ -722,6 +724,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         dest, dest_module = implicit, module
                         if cur is None:
                             cur, cur_module = implicit, module
+                            owned = _MODULE_OPTIONS.get(module)
                     elif cur is not None:
                         # an option of an extension we have no table for
                         for mod, opts in reversed(matches):
@@ -741,11 +744,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         )
             negated = neg >= 0
             neg = -1
-            arity = (
-                _MODULE_ARITY.get((dest_module, name)) if dest_module == "set" else None
-            )
-            if arity is None:
-                arity = arities.get(name, -1)
+            arity = arities.get(name, -1)
+            if dest_module == "set":
+                arity = _MODULE_ARITY.get((dest_module, name), arity)
             j = i + 1
             if eq:
                 values: tuple[str, ...] = (inline,)
@@ -763,10 +764,14 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     negated = True
                     j += 1
                 if arity == 1:
-                    if j < n and (
-                        j in quoted or (_is_value(toks[j]) and toks[j] != "!")
+                    v = toks[j] if j < n else "-"
+                    # a value unless it looks like an option ("-1" is a value)
+                    if (
+                        (v[:1] != "-" and v != "!")
+                        or j in quoted
+                        or (len(v) > 1 and v[1].isdigit())
                     ):
-                        values = (toks[j],)
+                        values = (v,)
                         j += 1
                     else:
                         raise _Err(j, f"option {name} requires a value")
@@ -782,7 +787,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     if arity > 0 and len(collected) < arity:
                         raise _Err(j, f"option {name} requires {arity} values")
                     values = tuple(collected)
-            if name in _SET_OPTIONS:
+            if name not in _SPECIAL_OPTIONS:
+                pass
+            elif name in _SET_OPTIONS:
                 sets.append((values[0], j - len(values)))
             elif name == "--set" and dest_module == "set":
                 # the set match's pre-2.6.39 spelling of --match-set
@@ -874,6 +881,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 raise _Err(i + 1, "-m requires a module name")
             cur_module = toks[i + 1]
             cur = []
+            owned = _MODULE_OPTIONS.get(cur_module)
             matches.append((cur_module, cur))
             if cur_module in _V6_MODULES:
                 v6_hint = i + 1 if v6_hint < 0 else v6_hint
@@ -892,6 +900,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             target_tok = i + 1
             cur = target_opts
             cur_module = target_name
+            owned = None  # everything after -j belongs to the target
             i += 2
         elif kind == _K_COUNTERS:
             if i + 2 >= n:
@@ -1261,10 +1270,11 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
         raise ParseError(
             lineno, offset + 1, "rule outside a table (missing *table line)", raw
         )
-    stripped = body.strip()
-    lead = len(body) - len(body.lstrip())
-    offset += lead
-    body = body[lead:]
+    if body[:1] in (" ", "\t"):
+        lead = len(body) - len(body.lstrip(" \t"))
+        offset += lead
+        body = body[lead:]
+    stripped = body.rstrip()
     try:
         if '"' not in body:
             toks = _split(body)
@@ -1294,7 +1304,9 @@ def _apply_command(
     quoted: set[int],
     counters: Counters | None,
 ) -> None:
-    verb = _VERBS.get(toks[0]) if toks else None
+    if not toks:
+        raise _Err(0, "missing command after the counters")
+    verb = _VERBS.get(toks[0])
     if verb == "-A" and len(toks) > 1:
         # the one verb of iptables-save output: straight to the rule
         fast = st.chains.get(toks[1])
@@ -1358,15 +1370,14 @@ def _apply_command(
         for c in victims:
             if c.policy is not None:
                 raise _Err(1, f"cannot delete built-in chain {c.name}")
-            if c.rules and chain is not None:
-                raise _Err(1, f"chain {c.name} is not empty")
+            if c.rules:
+                # libiptc / nft: only an empty, unreferenced chain can go
+                raise _Err(
+                    1 if chain is not None else 0, f"chain {c.name} is not empty"
+                )
             for other in chains.values():
                 for rb in other.rules:
-                    if (
-                        chain is not None
-                        and rb.target is not None
-                        and rb.target.name == c.name
-                    ):
+                    if rb.target is not None and rb.target.name == c.name:
                         raise _Err(
                             1,
                             f"chain {c.name} is still referenced from chain {other.name} (line {rb.line})",
@@ -1446,67 +1457,59 @@ def _add_rules(
     i: int,
 ) -> None:
     spec = _parse_spec(toks, quoted, i)
-    if spec.counters is not None:
-        counters = spec.counters
-    proto_opt = spec.basic.get("-p")
+    (basic, matches, target, target_tok, spec_counters, _, _) = spec[:7]
+    if spec_counters is not None:
+        counters = spec_counters
+    proto_opt = basic.get("-p")
     problem = check_rule(
-        spec.matches,
-        spec.target,
+        matches,
+        target,
         proto_opt.values[0] if proto_opt is not None else "",
         proto_opt is not None and proto_opt.negated,
     )
     if problem is not None:
         raise _Err(_locate(toks, problem[0], i), problem[1])
-    tname = spec.target.name if spec.target is not None else None
-    assert st.table is not None
-    if tname is not None:
+    if target is not None:
+        tname = target.name
         if tname in KNOWN_TARGETS:
-            if spec.target is not None and spec.target.goto:
+            if target.goto:
                 raise _Err(
-                    spec.target_tok,
-                    f"-g needs a user-defined chain, {tname} is a target",
+                    target_tok, f"-g needs a user-defined chain, {tname} is a target"
                 )
             need = _TARGET_TABLE.get(tname)
             if need is not None and need != st.table:
                 raise _Err(
-                    spec.target_tok, f"target {tname} is only valid in the {need} table"
+                    target_tok, f"target {tname} is only valid in the {need} table"
                 )
         else:
             dest = st.chains.get(tname)
-            if dest is not None:
-                if dest.policy is not None:
-                    verb_name = (
-                        "goto"
-                        if spec.target is not None and spec.target.goto
-                        else "jump"
-                    )
-                    raise _Err(
-                        spec.target_tok, f"cannot {verb_name} to built-in chain {tname}"
-                    )
-            else:
+            if dest is None:
                 # not declared yet: iptables-nft resolves the name at COMMIT
                 st.jumps.append(
                     _Jump(
-                        lineno,
-                        raw,
-                        offset,
-                        spec.target_tok,
-                        tname,
-                        spec.target is not None and spec.target.goto,
-                        chain.name,
+                        lineno, raw, offset, target_tok, tname, target.goto, chain.name
                     )
                 )
-    if spec.addr_family == 4 and st.first_v4 is None:
-        st.first_v4 = (lineno, raw, offset, spec.addr_tok)
-    elif spec.addr_family == 6 and st.first_v6 is None:
-        st.first_v6 = (lineno, raw, offset, spec.addr_tok)
-    if spec.v6_hint >= 0 and st.first_v6 is None:
-        st.first_v6 = (lineno, raw, offset, spec.v6_hint)
-    if spec.v4_hint >= 0 and st.first_v4 is None and st.family is Family.IPV6:
-        st.first_v4 = (lineno, raw, offset, spec.v4_hint)
-    for name, tok in spec.sets:
+            elif dest.policy is not None:
+                verb_name = "goto" if target.goto else "jump"
+                raise _Err(target_tok, f"cannot {verb_name} to built-in chain {tname}")
+    addr_family, addr_tok, v6_hint, v4_hint, sets = spec[7:]
+    if addr_family:
+        if addr_family == 4:
+            if st.first_v4 is None:
+                st.first_v4 = (lineno, raw, offset, addr_tok)
+        elif st.first_v6 is None:
+            st.first_v6 = (lineno, raw, offset, addr_tok)
+    if v6_hint >= 0 and st.first_v6 is None:
+        st.first_v6 = (lineno, raw, offset, v6_hint)
+    if v4_hint >= 0 and st.first_v4 is None and st.family is Family.IPV6:
+        st.first_v4 = (lineno, raw, offset, v4_hint)
+    for name, tok in sets:
         st.set_refs.append(_SetRef(lineno, raw, offset, tok, name))
-    new_rules = [_RuleB(lineno, text, m, spec.target, counters) for m in _expand(spec)]
+    if verb == "-A" and not basic:
+        chain.rules.append(_RuleB(lineno, text, matches, target, counters))
+        return
+    new_rules = [_RuleB(lineno, text, m, target, counters) for m in _expand(spec)]
     if verb == "-A":
         chain.rules.extend(new_rules)
     elif verb == "-I":

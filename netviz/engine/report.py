@@ -128,6 +128,15 @@ def step_result_key(step: Step) -> str:
     return step.kind.value
 
 
+def in_chain(step: Step) -> bool:
+    """A step that belongs inside a chain listing: a rule, a policy, an
+    implicit return, or a run of rules the engine's chain index ruled out at
+    once (a SKIP step with a rule number)."""
+    if step.kind in (StepKind.RULE, StepKind.POLICY, StepKind.RETURN):
+        return True
+    return step.kind is StepKind.SKIP and step.rule is not None
+
+
 def hook_sequence(trace: Trace) -> list[str]:
     if trace.hooks:
         return list(trace.hooks)
@@ -218,7 +227,7 @@ def summary_rows(trace: Trace) -> list[SummaryRow]:
             )
         elif step.kind is StepKind.ROUTE:
             rows.append(SummaryRow("routing", "", "", "", event_text(step), step.uncertain, index))
-        elif step.kind is StepKind.SKIP:
+        elif step.kind is StepKind.SKIP and not in_chain(step):
             rows.append(SummaryRow(step.hook, step.table, step.chain, "", "skipped: " + step.text,
                                    index=index))
         elif step.kind is StepKind.DROP:
@@ -281,7 +290,7 @@ def render_text(trace: Trace, ruleset: Ruleset | None = None) -> str:
             table_key = None
             chain_key = None
             add(f"{hook}")
-        if step.kind is StepKind.SKIP:
+        if step.kind is StepKind.SKIP and not in_chain(step):
             label = f"{step.table} " if step.table else ""
             add(f"  {label}skipped: {step.text}")
             previous = _emit_changes(add, "      ", previous, step.packet)
@@ -308,6 +317,8 @@ def render_text(trace: Trace, ruleset: Ruleset | None = None) -> str:
             add(f"{indent}  {step.text or 'end of chain: implicit RETURN'}")
         elif step.kind is StepKind.RULE:
             _emit_rule(add, indent + "  ", step, ruleset)
+        elif step.kind is StepKind.SKIP:
+            add(f"{indent}  … {step.text}")
         previous = _emit_changes(add, indent + "      ", previous, step.packet)
 
     add("")
@@ -473,7 +484,7 @@ def sections(trace: Trace, fold_over: int = 12, keep: int = 3) -> list[Section]:
         row = StepRow(i, step, changes)
         new_hook = step.hook != last_hook
         last_hook = step.hook
-        if step.kind in (StepKind.RULE, StepKind.POLICY, StepKind.RETURN):
+        if in_chain(step):
             same = current is not None and (
                 (current.hook, current.table, current.chain, current.depth)
                 == (step.hook, step.table, step.chain, step.depth)

@@ -77,11 +77,11 @@ def _host(rng: random.Random) -> _Host:
     count = rng.randint(2, 4)
     names = rng.sample(IFACE_NAMES, count)
     nets = rng.sample(SUBNETS, count)
-    ifaces = [(n, ipaddress.ip_interface(f"{ipaddress.ip_network(net)[1]}/24")) for n, net in zip(names, nets)]
+    ifaces = [(n, ipaddress.IPv4Interface(f"{ipaddress.IPv4Network(net)[1]}/24")) for n, net in zip(names, nets)]
     upstream_name, upstream_itf = rng.choice(ifaces)
     gateway = upstream_itf.network[254]
     routes = [f"default via {gateway} dev {upstream_name}"]
-    return _Host(ifaces, upstream_name, gateway, routes)  # type: ignore[arg-type]
+    return _Host(ifaces, upstream_name, gateway, routes)
 
 
 def _peer(rng: random.Random, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
@@ -92,7 +92,7 @@ def _peer(rng: random.Random, net: ipaddress.IPv4Network) -> ipaddress.IPv4Addre
 def _packet(rng: random.Random, host: _Host) -> tuple[dict[str, Any], str]:
     path = rng.choice(("input", "forward", "output", "output"))
     proto = rng.choice(("tcp", "tcp", "udp", "udp", "icmp"))
-    remote = ipaddress.ip_network(REMOTE_NET)
+    remote = ipaddress.IPv4Network(REMOTE_NET)
     pkt: dict[str, Any] = {"proto": proto}
     if path in ("input", "forward"):
         in_name, in_itf = rng.choice(host.ifaces)
@@ -137,14 +137,14 @@ class _Gen:
     # -- values biased towards the packet so that about half the clauses match
     def _addr_clause(self, flag: str, addr: str) -> str:
         rng = self.rng
-        ip = ipaddress.ip_address(addr)
+        ip = ipaddress.IPv4Address(addr)
         if rng.random() < 0.55:
             prefix = rng.choice((32, 24, 16, 8))
-            net = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+            net = ipaddress.IPv4Network(f"{ip}/{prefix}", strict=False)
         else:
-            net = ipaddress.ip_network(rng.choice(SUBNETS + (REMOTE_NET,)))
+            net = ipaddress.IPv4Network(rng.choice(SUBNETS + (REMOTE_NET,)))
             if rng.random() < 0.5:
-                net = ipaddress.ip_network(f"{_peer(rng, net)}/32")
+                net = ipaddress.IPv4Network(f"{_peer(rng, net)}/32")
         neg = "! " if rng.random() < 0.15 else ""
         return f"{neg}{flag} {net.with_prefixlen if net.prefixlen < 32 else str(net.network_address) + '/32'}"
 
@@ -255,13 +255,13 @@ class _Gen:
             return f"-m tos --tos {rng.choice((0, 0x10, 0x08)):#04x}/0x3f"
         if kind == "iprange":
             flag, addr = rng.choice((("--src-range", pkt["src"]), ("--dst-range", pkt["dst"])))
-            ip = ipaddress.ip_address(addr)
+            ip = ipaddress.IPv4Address(addr)
             if rng.random() < 0.6:
-                lo, hi = ip - rng.randint(0, 3), ip + rng.randint(0, 3)
+                first, last = ip - rng.randint(0, 3), ip + rng.randint(0, 3)
             else:
-                base = _peer(rng, ipaddress.ip_network(rng.choice(SUBNETS)))
-                lo, hi = base, base + 5
-            return f"-m iprange {flag} {lo}-{hi}"
+                first = _peer(rng, ipaddress.IPv4Network(rng.choice(SUBNETS)))
+                last = first + 5
+            return f"-m iprange {flag} {first}-{last}"
         raise AssertionError(kind)
 
     # -- targets
@@ -305,7 +305,7 @@ class _Gen:
             return "-j CT --notrack"
         ported = proto in ("tcp", "udp")
         if kind == "DNAT":
-            net = ipaddress.ip_network(rng.choice([str(itf.network) for _, itf in self.host.ifaces]))
+            net = ipaddress.IPv4Network(rng.choice([str(itf.network) for _, itf in self.host.ifaces]))
             addr = rng.choice((_peer(rng, net), rng.choice(self.host.local_addrs())))
             port = f":{rng.choice(PORTS)}" if ported and rng.random() < 0.6 else ""
             return f"-j DNAT --to-destination {addr}{port}"

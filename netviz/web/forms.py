@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from netviz.engine import host as engine_host
+from netviz.engine.ruleset import Family
 
 FAMILY_CHOICES = [("", "Detect from the dump"), ("ipv4", "IPv4 (iptables-save)"), ("ipv6", "IPv6 (ip6tables-save)")]
 
@@ -140,6 +141,17 @@ class UploadForm(forms.Form):
                 "Choose an iptables-save file or paste the dump.", code="required"
             )
         data["source"] = source
+        interfaces, routes = data.get("host_interfaces") or [], data.get("host_routes") or []
+        if interfaces or routes:
+            # The engine checks what the parsers cannot see line by line:
+            # a route through an interface that is not listed, duplicates …
+            try:
+                engine_host.Host.from_dict(
+                    {"interfaces": interfaces, "routes": routes}, Family(data.get("family") or "ipv4")
+                )
+            except ValueError as exc:
+                self.add_error("host_routes", f"The host profile does not add up: {exc}")
+                return data
         data["ipsets_source"] = data.get("ipsets_file") or data.get("ipsets_text") or ""
         if not data.get("name"):
             upload = self.files.get("dump_file")

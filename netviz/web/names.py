@@ -86,6 +86,8 @@ _KUBE_PREFIXES = {
     "KUBE-SEP-": "endpoint {ep} of {svc}",
 }
 
+_KUBE_NAMED = tuple(_KUBE_PREFIXES)
+
 _CALI_PREFIXES = [
     ("cali-fw-", "from workload {rest}"),
     ("cali-tw-", "to workload {rest}"),
@@ -160,17 +162,24 @@ def chain_descriptions(ruleset: Ruleset) -> dict[ChainKey, str]:
     for table in ruleset.tables:
         for chain in table.chains:
             key = (table.name, chain.name)
+            # Only kube-proxy's chains are named from comments; skip the
+            # comment walk for the rest (a 100k-rule dump has many rules).
+            own = chain.name.startswith(_KUBE_NAMED)
             for rule in chain.rules:
-                rule_comments = rule.comments()
-                comments.setdefault(key, []).extend(rule_comments)
                 target = rule.target
+                into = target is not None and target.name.startswith(_KUBE_NAMED)
+                if not (own or into):
+                    continue
+                rule_comments = rule.comments()
+                if own:
+                    comments.setdefault(key, []).extend(rule_comments)
                 if target is None:
                     continue
                 if target.name == "DNAT" and chain.name.startswith("KUBE-SEP-"):
                     opt = target.option("--to-destination")
                     if opt is not None:
                         endpoints.setdefault(key, opt.value)
-                elif table.chain(target.name) is not None:
+                elif into and table.chain(target.name) is not None:
                     comments.setdefault((table.name, target.name), []).extend(rule_comments)
     out: dict[ChainKey, str] = {}
     for table in ruleset.tables:

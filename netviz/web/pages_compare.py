@@ -15,7 +15,13 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.cache import patch_vary_headers
@@ -27,7 +33,12 @@ from netviz.engine.compare import Comparison, HopMark, compare_traces, target_na
 from netviz.engine.dot_trace import flow_dot, flow_node_id
 from netviz.engine.host import Host
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
-from netviz.engine.pipeline import PacketError, packet_from_dict, state_from_options, trace_packet
+from netviz.engine.pipeline import (
+    PacketError,
+    packet_from_dict,
+    state_from_options,
+    trace_packet,
+)
 from netviz.engine.report import packet_changes, packet_line
 from netviz.engine.rulediff import Change, RulesetDiff, diff_rulesets
 from netviz.engine.ruleset import Family
@@ -74,9 +85,11 @@ def packet_spec_text(packet: dict[str, Any]) -> str:
 def mark_svg_nodes(svg: str, ids: set[str], css_class: str) -> str:
     """Add a class to graphviz's <g id="…" class="node …"> of the given node ids."""
     for node_id in ids:
-        svg = re.sub(
-            rf'(<g id="{re.escape(node_id)}" class=")', rf"\g<1>{css_class} ", svg, count=1
-        )
+        # graphviz writes "-" in ids as the entity &#45;
+        written = "(?:" + "|".join(
+            re.escape(v) for v in {node_id, node_id.replace("-", "&#45;")}
+        ) + ")"
+        svg = re.sub(rf'(<g id="{written}" class=")', rf"\g<1>{css_class} ", svg, count=1)
     return svg
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -119,27 +120,30 @@ def upload(request: HttpRequest) -> HttpResponse:
         return render(request, template, ctx, status=413 if too_large else 400)
 
     data = form.cleaned_data
+    owner = request.user if request.user.is_authenticated else None
     try:
-        ruleset = store.store_ruleset(
-            name=data["name"],
-            source=data["source"],
-            ipsets_source=data["ipsets_source"],
-            family=data.get("family") or None,
-            owner=request.user if request.user.is_authenticated else None,
-            description=data.get("description", ""),
-        )
+        # The ruleset and its host profile are stored together or not at all.
+        with transaction.atomic():
+            ruleset = store.store_ruleset(
+                name=data["name"],
+                source=data["source"],
+                ipsets_source=data["ipsets_source"],
+                family=data.get("family") or None,
+                owner=owner,
+                description=data.get("description", ""),
+            )
+            if data["host_interfaces"] or data["host_routes"]:
+                store.store_host(
+                    name=f"{ruleset.name} host",
+                    interfaces=data["host_interfaces"],
+                    routes=data["host_routes"],
+                    ruleset=ruleset,
+                    owner=owner,
+                )
     except store.ParseError as exc:
         ctx["parse_error"] = parse_error_context(exc, data["source"], data["ipsets_source"])
         return render(request, template, ctx, status=400)
 
-    if data["host_interfaces"] or data["host_routes"]:
-        store.store_host(
-            name=f"{ruleset.name} host",
-            interfaces=data["host_interfaces"],
-            routes=data["host_routes"],
-            ruleset=ruleset,
-            owner=ruleset.owner,
-        )
     url = reverse("netviz:ruleset", args=[ruleset.pk])
     if request.htmx:
         return HttpResponseClientRedirect(url)

@@ -103,7 +103,9 @@ def permalink_query(form: TraceForm, **override: Any) -> str:
     return urlencode(pairs)
 
 
-def run_trace(request_data: QueryDict | None, ruleset: Ruleset) -> Traced:
+def run_trace(
+    request_data: QueryDict | None, ruleset: Ruleset, host_override: dict[str, Any] | None = None
+) -> Traced:
     form = TraceForm(request_data or None, ruleset=ruleset)
     out = Traced(form, ruleset)
     if not form.is_bound or not form.is_valid():
@@ -115,7 +117,7 @@ def run_trace(request_data: QueryDict | None, ruleset: Ruleset) -> Traced:
         out.error = f"The ruleset no longer parses: {exc}"
         return out
     try:
-        host = Host.from_dict(form.host_dict(), family)
+        host = Host.from_dict(host_override or form.host_dict(), family)
         packet = packet_from_dict(form.packet_dict(), family)
     except (PacketError, ValueError) as exc:
         form.add_error(None, str(exc))
@@ -445,7 +447,14 @@ def saved_trace(request: HttpRequest, pk: int) -> HttpResponse:
     saved = get_object_or_404(SavedTrace.objects.filter(_visible(request)), pk=pk)
     ruleset = saved.ruleset
     query = str(saved.options.get("query", ""))
-    traced = run_trace(QueryDict(query), ruleset)
+    data = QueryDict(query, mutable=True)
+    stored_host = saved.options.get("host")
+    if saved.host is None and isinstance(stored_host, dict):
+        # The host profile was deleted since: trace with the copy kept at save time.
+        data["host"] = ""
+    else:
+        stored_host = None
+    traced = run_trace(data, ruleset, host_override=stored_host)
     ctx: dict[str, Any] = {
         "saved": saved,
         "ruleset": ruleset,

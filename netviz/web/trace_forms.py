@@ -61,6 +61,7 @@ def host_dict(host: HostProfile | None, family: str) -> dict[str, Any]:
 
 
 class TraceForm(forms.Form):
+    data: Any  # the bound QueryDict (replaced by a copy when an interface falls back)
     proto = forms.ChoiceField(label="Protocol", choices=PROTO_CHOICES, initial="tcp")
     src = forms.CharField(label="Source address", max_length=64)
     sport = forms.IntegerField(
@@ -116,13 +117,16 @@ class TraceForm(forms.Form):
         # previous host falls back to the new host's first one, with a note.
         self.iface_note = ""
         names = [value for value, _ in self.fields["in_iface"].choices]
-        asked = self.data.get("in_iface") if self.is_bound else None
-        if asked and asked not in names and hasattr(self.data, "copy"):
-            self.data = self.data.copy()
-            self.data["in_iface"] = self.fields["in_iface"].initial or LOCAL
+        data: Any = self.data
+        asked = data.get("in_iface") if self.is_bound else None
+        if asked and asked not in names and hasattr(data, "copy"):
+            fallback = self.fields["in_iface"].initial or LOCAL
+            data = data.copy()
+            data["in_iface"] = fallback
+            self.data = data
             self.iface_note = (
                 f"{asked} is not an interface of this host profile; "
-                f"using {self.data['in_iface'] or 'a locally generated packet'}."
+                f"using {fallback or 'a locally generated packet'}."
             )
         defaults = DEFAULT_PACKET.get(self.family, DEFAULT_PACKET["ipv4"])
         self.fields["src"].widget.attrs.update(

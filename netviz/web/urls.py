@@ -3,11 +3,12 @@ from django.urls import path  # noqa: F401
 app_name = "netviz"
 
 # Pages are split by area; each area module owns its own urlpatterns list.
-from . import pages_compare, pages_lessons, pages_rulesets, pages_traces  # noqa: E402
+from . import pages_compare, pages_kernel, pages_lessons, pages_rulesets, pages_traces  # noqa: E402
 
 urlpatterns = [
     *pages_rulesets.urlpatterns,
     *pages_traces.urlpatterns,
+    *pages_kernel.urlpatterns,
     *pages_compare.urlpatterns,
     *pages_lessons.urlpatterns,
 ]

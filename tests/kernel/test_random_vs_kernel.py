@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.slow]
 
 START = int(os.environ.get("NETVIZ_RANDOM_START", "0"))
 COUNT = int(os.environ.get("NETVIZ_RANDOM_SEEDS", "60"))
-SEEDS = list(range(START, START + COUNT))
+# Seeds that once showed a difference, kept whatever the range:
+# 6, 48, 49 nat INPUT (100) runs before security INPUT (150);
+# 164 ctstate on the loopback way back in; 277, 324 TTL is decremented
+# before FORWARD; 1141 MASQUERADE out of lo keeps a global source address.
+REGRESSION_SEEDS = [6, 48, 49, 164, 277, 324, 1141]
+SEEDS = list(range(START, START + COUNT)) + [s for s in REGRESSION_SEEDS if not START <= s < START + COUNT]
 
 
 def test_the_generator_is_deterministic() -> None:

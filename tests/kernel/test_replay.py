@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from netviz.kernel import KernelTrace, ReplayUnsupported, replay
+from netviz.kernel import KernelTrace, ReplayError, ReplayUnsupported, replay
 from netviz.testing import hops_diff
 from netviz.testing.scenarios import scenario
 
@@ -367,12 +367,122 @@ def test_it_refuses_what_one_packet_cannot_reproduce() -> None:
 
 
 def test_it_leaves_no_namespace_behind() -> None:
+    import os
     import subprocess
+
+    # Only this process's namespaces: other replays may be running in parallel.
+    prefix = f"nvz-{os.getpid()}-"
 
     def ours() -> set[str]:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-        return {line.split()[0] for line in out.splitlines() if line.startswith("nvz-")}
+        return {line.split()[0] for line in out.splitlines() if line.startswith(prefix)}
 
-    before = ours()
     replay(scenario(FILTER_JUMP, FWD_TCP))
-    assert ours() <= before
+    assert ours() == set()
+    # …also when the replay fails half-way (a dump the kernel refuses).
+    with pytest.raises(ReplayError):
+        replay(scenario(FILTER_JUMP.replace("-j web", "-j nowhere"), FWD_TCP))
+    assert ours() == set()
+
+
+LENGTHS = """*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m length --length 60 -j MARK --set-xmark 0x60/0xffffffff
+-A PREROUTING -m length --length 28 -j MARK --set-xmark 0x28/0xffffffff
+-A PREROUTING -m length --length 84 -j MARK --set-xmark 0x84/0xffffffff
+-A PREROUTING -m length --length 100 -j MARK --set-xmark 0x100/0xffffffff
+-A PREROUTING -m mark --mark 0x4001 -j LOG
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(
+    ("packet", "rule"),
+    [
+        (FWD_TCP, 1),  # a SYN as long as Linux's, with its 20 bytes of options
+        (FWD_UDP, 2),  # an empty UDP payload
+        ({"proto": "icmp", "src": "10.88.1.2", "dst": "10.88.2.5", "in_iface": "eth0"}, 3),  # ping's 56 bytes
+        ({**FWD_UDP, "length": 100}, 4),
+    ],
+    ids=["tcp", "udp", "icmp", "explicit"],
+)
+def test_injected_packets_have_the_scenario_length(packet: dict[str, Any], rule: int) -> None:
+    trace = replay(scenario(LENGTHS, packet))
+    assert trace.hops[0] == H("mangle", "PREROUTING", rule, "CONTINUE"), "\n".join(trace.raw)
+
+
+def test_an_arriving_mark_is_set_before_raw() -> None:
+    ruleset = """*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -m mark --mark 0x1 -j DROP
+-A PREROUTING -m mark --mark 0x4001 -j ACCEPT
+COMMIT
+"""
+    trace = replay(scenario(ruleset, {**FWD_UDP, "mark": 0x4001}))
+    check(trace, [H("raw", "PREROUTING", 2, "ACCEPT")], "ACCEPT")
+
+
+IPV6_FILTER = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT DROP [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A OUTPUT -p udp -m udp --dport 53 -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type echo-request -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(
+    ("packet", "hops"),
+    [
+        ({"proto": "tcp", "src": "2001:db8:1::2", "sport": 40006, "dst": "2001:db8:1::1", "dport": 22,
+          "in_iface": "eth0"}, [H("filter", "INPUT", 1, "ACCEPT")]),
+        ({"proto": "udp", "src": "2001:db8:2::1", "sport": 40007, "dst": "2001:db8:9::53", "dport": 53},
+         [H("filter", "OUTPUT", 1, "ACCEPT")]),
+        ({"proto": "icmpv6", "src": "2001:db8:2::1", "dst": "2001:db8:9::1"},
+         [H("filter", "OUTPUT", 2, "ACCEPT")]),
+    ],
+    ids=["input", "output-udp", "output-ping"],
+)
+def test_ipv6_input_and_output(packet: dict[str, Any], hops: list[dict[str, Any]]) -> None:
+    trace = replay(scenario(IPV6_FILTER, packet, family="ipv6"))
+    check(trace, hops, "ACCEPT")
+
+
+def test_local_ping_and_a_foreign_source_address() -> None:
+    ruleset = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+-A OUTPUT -p icmp -m icmp --icmp-type 8 -s 192.0.2.1 -j ACCEPT
+-A OUTPUT -s 198.51.100.99 -p udp -j ACCEPT
+COMMIT
+"""
+    ping = replay(scenario(ruleset, {"proto": "icmp", "src": "192.0.2.1", "dst": "203.0.113.9"}))
+    check(ping, [H("filter", "OUTPUT", 1, "ACCEPT")], "ACCEPT")
+    assert ping.sent_with == "socket"
+    # A source the host does not own cannot be bound: sent through a raw
+    # IP_HDRINCL socket instead.
+    spoofed = replay(scenario(ruleset, {**OUT_UDP, "src": "198.51.100.99"}))
+    check(spoofed, [H("filter", "OUTPUT", 2, "ACCEPT")], "ACCEPT")
+    assert spoofed.sent_with == "raw"
+
+
+def test_a_packet_dropped_in_output_is_still_traced() -> None:
+    ruleset = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p udp -j DROP
+COMMIT
+"""
+    trace = replay(scenario(ruleset, OUT_UDP))
+    # sendto() fails with EPERM when netfilter drops the packet on its way out.
+    check(trace, [H("filter", "OUTPUT", 1, "DROP")], "DROP")
+    assert trace.sent_with == "socket-eperm"

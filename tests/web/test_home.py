@@ -50,3 +50,13 @@ def test_it_lists_recent_uploads_but_not_private_ones(client: Client, kube_rules
 
 def test_it_only_answers_get(client: Client) -> None:
     assert client.post(reverse("netviz:home")).status_code == 405
+
+
+def test_it_registers_the_models_in_the_admin(client: Client, kube_ruleset: models.Ruleset, django_user_model: type) -> None:
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.org", "pw")
+    client.force_login(admin)
+    for model in ("ruleset", "table", "chain", "rule", "ipset", "hostprofile", "savedtrace"):
+        r = client.get(f"/admin/netviz/{model}/")
+        assert r.status_code == 200, model
+    r = client.get(f"/admin/netviz/ruleset/{kube_ruleset.pk}/change/")
+    assert r.status_code == 200 and "kube-proxy node" in r.content.decode()

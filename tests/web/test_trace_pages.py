@@ -347,3 +347,40 @@ def test_it_falls_back_to_an_interface_of_the_new_host(client: Client, docker: m
     assert "eth0 is not an interface of this host profile; using ens3." in body
     assert "verdict-banner" in body
     assert 'value="ens3" selected' in body
+
+
+def test_it_flags_unknown_and_assumed_rules(client: Client) -> None:
+    source = (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        '-A INPUT -p tcp -m u32 --u32 "0>>22&0x3C@0>>16=0x80" -j ACCEPT\n'
+        "-A INPUT -p tcp -m limit --limit 3/min -j ACCEPT\n"
+        "COMMIT\n"
+    )
+    rs = store_ruleset(name="uncertain", source=source)
+    query = urlencode({"proto": "tcp", "src": "203.0.113.7", "sport": "40000", "dst": "192.0.2.10",
+                       "dport": "22", "tcp_flags": "S", "in_iface": "eth0", "ctstate": "NEW",
+                       "host": "default"})
+    body = client.get(url("trace", rs) + "?" + query).content.decode()
+    data = json.loads(client.get(url("trace_json", rs) + "?" + query).content)
+    assert data["uncertain"], "the engine should mark both rules uncertain"
+    assert "The result rests on rules the dump alone cannot decide" in body
+    for u in data["uncertain"]:
+        index = next(i for i, s in enumerate(data["steps"])
+                     if (s["table"], s["chain"], s["rule"]) == (u["table"], u["chain"], u["rule"]))
+        assert f'<a href="#step-{index}">{u["table"]} {u["chain"]} #{u["rule"]}</a>' in body
+    assert 'class="badge badge-unknown">unknown</span>' in body
+    assert "is-uncertain" in body
+
+
+def test_it_rebuilds_a_saved_trace_after_its_host_profile_is_deleted(
+    client: Client, docker: models.Ruleset
+) -> None:
+    client.post(url("trace_save", docker), {"query": q(docker)})
+    saved = models.SavedTrace.objects.get()
+    docker.hosts.all().delete()
+    saved.refresh_from_db()
+    assert saved.host is None
+    page = client.get(reverse("netviz:saved_trace", args=[saved.pk])).content.decode()
+    assert "verdict-ACCEPT" in page
+    assert "dst 192.0.2.10:10080 → 172.17.0.2:80" in page
+    assert "different result" not in page

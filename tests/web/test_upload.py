@@ -184,3 +184,13 @@ def test_it_explains_a_request_too_big_to_read(client: Client) -> None:
     r = client.post(reverse("netviz:upload"), {"dump_text": "x" * 5000})
     assert r.status_code == 413
     assert "larger than the limit of 1000 bytes" in r.content.decode()
+
+
+def test_it_refuses_routes_through_unknown_interfaces(client: Client) -> None:
+    r = client.post(
+        reverse("netviz:upload"),
+        {"dump_text": demo_text("docker-host"), "host_interfaces": "eth0 10.0.0.5/24", "host_routes": "10.9.0.0/16 dev nosuch0"},
+    )
+    assert r.status_code == 400
+    assert "The host profile does not add up" in r.content.decode()
+    assert models.Ruleset.objects.count() == 0
