@@ -172,7 +172,7 @@ class Comparison(Owned):
     slug = models.SlugField(max_length=100, blank=True)  # demo comparisons are found again by it
 
     class Meta:
-        ordering = ["-created"]
+        ordering = ("-created",)
 
     def __str__(self) -> str:
         return self.title or f"comparison {self.pk}"
@@ -184,7 +184,7 @@ class Lesson(Owned):
     slug = models.SlugField(max_length=100, blank=True)  # shipped lessons are found again by it
 
     class Meta:
-        ordering = ["title"]
+        ordering = ("title",)
 
     def __str__(self) -> str:
         return self.title
@@ -209,7 +209,7 @@ class LessonStep(models.Model):
     answer = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["position", "pk"]
+        ordering = ("position", "pk")
 
     def __str__(self) -> str:
         return self.title or f"step {self.position + 1}"

@@ -339,7 +339,6 @@ def test_output_probes_for_a_local_socket() -> None:
         "! -i +",
         "-m owner --uid-owner 0",
         "-m owner ! --uid-owner 0",
-        "-m owner --socket-exists",
         "-m addrtype --src-type LOCAL",
         "-m addrtype --src-type LOCAL --limit-iface-out",
         "-m addrtype --dst-type LOCAL",

@@ -502,6 +502,8 @@ class _Resolved:
     position: int | None
     verdict: str | None
     guessed: bool = False  # position from nf_tables handle numbering, not certain
+    # The packet as logged with this event (nf_tables formats: its packet line).
+    fields: tuple[tuple[str, Any], ...] = ()
 
 
 def _target_verdict(rule: Rule | None, ruleset: Ruleset | None = None) -> str | None:
@@ -560,11 +562,20 @@ def _nft_handle_position(ruleset: Ruleset, table: str, chain: str, handle: int) 
     return None
 
 
-def resolve(packet: KernelPacket, ruleset: Ruleset | None = None) -> list[_Resolved]:
+# (family, table, handle) → (chain, 1-based position): what
+# netviz.kernel.replay.parse_handles reads from `nft -a list ruleset`.
+Handles = dict[tuple[str, str, int], tuple[str, int]]
+
+
+def resolve(packet: KernelPacket, ruleset: Ruleset | None = None,
+            handles: Handles | None = None) -> list[_Resolved]:
     out: list[_Resolved] = []
     hook = ""
     depth = 0
+    last_fields: tuple[tuple[str, Any], ...] = ()
     for ev in packet.events:
+        if ev.fields:
+            last_fields = ev.fields
         if ev.kind == "packet":
             continue
         if ev.table not in BUILTIN_CHAINS:
@@ -577,6 +588,10 @@ def resolve(packet: KernelPacket, ruleset: Ruleset | None = None) -> list[_Resol
         rule: Rule | None = None
         position = ev.rule if ev.kind == "rule" else None
         guessed = False
+        if ev.kind == "rule" and position is None and handles and ev.handle is not None:
+            chain_pos = handles.get((ev.family, ev.table, ev.handle))
+            if chain_pos is not None and chain_pos[0] == ev.chain:
+                position = chain_pos[1]
         if ev.kind == "rule" and position is None and rules:
             if ev.format is TraceFormat.XTABLES_MONITOR and ev.rule_text:
                 want = _norm_rule_text(ev.rule_text)
@@ -598,7 +613,7 @@ def resolve(packet: KernelPacket, ruleset: Ruleset | None = None) -> list[_Resol
             t = ruleset.table(ev.table)
             c = t.chain(ev.chain) if t is not None else None
             verdict = c.policy if c is not None else None
-        out.append(_Resolved(ev, hook, depth, rule, position, verdict, guessed))
+        out.append(_Resolved(ev, hook, depth, rule, position, verdict, guessed, last_fields))
         if ev.kind == "rule" and verdict and verdict.startswith("JUMP:"):
             depth += 1
         elif ev.kind == "rule" and verdict and verdict.startswith("GOTO:"):
@@ -608,12 +623,13 @@ def resolve(packet: KernelPacket, ruleset: Ruleset | None = None) -> list[_Resol
     return out
 
 
-def packet_hops(packet: KernelPacket, ruleset: Ruleset | None = None) -> list[dict[str, Any]]:
+def packet_hops(packet: KernelPacket, ruleset: Ruleset | None = None,
+                handles: Handles | None = None) -> list[dict[str, Any]]:
     """The packet's hops in scenario.md's vocabulary (implicit returns are
     not hops; a verdict the log does not hold and the ruleset cannot tell is
     None)."""
     hops: list[dict[str, Any]] = []
-    for r in resolve(packet, ruleset):
+    for r in resolve(packet, ruleset, handles):
         ev = r.event
         if ev.kind == "policy":
             hops.append({"table": ev.table, "chain": ev.chain, "policy": r.verdict})
@@ -666,13 +682,14 @@ def _path(hooks: list[str], local_origin: bool) -> str:
 
 
 def to_trace(
-    packet: KernelPacket, ruleset: Ruleset | None = None, family: Family | None = None
+    packet: KernelPacket, ruleset: Ruleset | None = None, family: Family | None = None,
+    handles: Handles | None = None,
 ) -> Trace:
     """A netviz Trace of what the kernel reported for one packet: RULE steps
     (matched) and POLICY/RETURN steps, each with the packet as logged.  With
     the ruleset, the rules the kernel passed over before a matching rule (or a
     policy / return) become NOMATCH steps, so chain views read rule by rule."""
-    resolved = resolve(packet, ruleset)
+    resolved = resolve(packet, ruleset, handles)
     first = packet.first_fields
     packet_in = packet_from_fields(first, family)
     current = packet_in
@@ -683,14 +700,7 @@ def to_trace(
     hooks: list[str] = []
     for r in resolved:
         ev = r.event
-        fields = dict(ev.fields)
-        if not fields:
-            # nf_tables formats: the packet line before this event holds it.
-            i = packet.events.index(ev)
-            for prev in reversed(packet.events[:i]):
-                if prev.kind == "packet":
-                    fields = dict(prev.fields)
-                    break
+        fields = dict(r.fields)
         if fields:
             current = packet_from_fields(fields, family or packet_in.family)
         if r.hook and (not hooks or hooks[-1] != r.hook):

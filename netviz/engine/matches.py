@@ -256,8 +256,11 @@ def _compile_rule(rule: Rule) -> tuple[Rule, tuple[Checker, ...], MatchOutcome]:
     return rule, tuple(checkers), matched
 
 
+_COMPILE_AHEAD = 512
+
+
 def _compile_chain_of(rule: Rule, ctx: EvalContext) -> tuple[Rule, tuple[Checker, ...], MatchOutcome]:
-    # Compile the rule's whole chain at once, with the cyclic GC paused:
+    # Compile the rule and the ones after it at once, with the cyclic GC paused:
     # compiling allocates many small long-lived objects, and with a large
     # ruleset in memory every collection pass walks all of it (a 110k-rule
     # dump compiled rule by rule spent 80% of its time in the collector).
@@ -265,7 +268,9 @@ def _compile_chain_of(rule: Rule, ctx: EvalContext) -> tuple[Rule, tuple[Checker
     chain = table.chain(rule.chain) if table is not None else None
     rules: tuple[Rule, ...] = (rule,)
     if chain is not None and 0 < rule.index <= len(chain.rules) and chain.rules[rule.index - 1] is rule:
-        rules = chain.rules
+        # The rules a walk reaches next; a chain index that skips most of a
+        # big chain then compiles only around the rules it evaluates.
+        rules = chain.rules[rule.index - 1 : rule.index - 1 + _COMPILE_AHEAD]
     if len(_RULE_CACHE) > _CACHE_LIMIT:
         _RULE_CACHE.clear()
         _MATCH_CACHE.clear()

@@ -764,17 +764,22 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     negated = True
                     j += 1
                 if arity == 1:
-                    v = toks[j] if j < n else "-"
-                    # a value unless it looks like an option ("-1" is a value)
-                    if (
-                        (v[:1] != "-" and v != "!")
-                        or j in quoted
-                        or (len(v) > 1 and v[1].isdigit())
-                    ):
-                        values = (v,)
-                        j += 1
-                    else:
+                    # getopt's required_argument: the next argument, whatever
+                    # it looks like (`--comment -x`)
+                    if j >= n:
                         raise _Err(j, f"option {name} requires a value")
+                    values = (toks[j],)
+                    j += 1
+                elif arity == 2:
+                    # the extension takes a second argument unless it looks
+                    # like an option (libxt_set, libxt_tcp: "requires two args")
+                    if j + 1 >= n or (
+                        j + 1 not in quoted
+                        and (toks[j + 1] == "!" or not _is_value(toks[j + 1]))
+                    ):
+                        raise _Err(min(j + 1, n), f"option {name} requires 2 values")
+                    values = (toks[j], toks[j + 1])
+                    j += 2
                 else:
                     want = arity if arity > 0 else 1 << 30
                     collected: list[str] = []
@@ -823,7 +828,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 # iptables ≤ 1.4.2 wrote `-s ! 10.0.0.1`
                 negated = True
                 j += 1
-            if j >= n or not (j in quoted or _is_value(toks[j])):
+            if j >= n:
                 raise _Err(j, f"option {t} requires a value")
             value = toks[j]
             if basic_name == "-s" or basic_name == "-d":

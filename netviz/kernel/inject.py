@@ -46,6 +46,22 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+# Names a scenario may use for other protocols (the engine's PROTO_NUMBERS).
+OTHER_PROTOCOLS = {
+    "igmp": 2, "ipencap": 4, "egp": 8, "ipv6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51,
+    "ospf": 89, "pim": 103, "vrrp": 112, "l2tp": 115, "sctp": 132, "mh": 135, "udplite": 136, "dccp": 33,
+}
+
+
+def proto_number(proto: str) -> int:
+    text = str(proto).strip().lower()
+    if text.isdigit():
+        return int(text)
+    if text not in OTHER_PROTOCOLS:
+        raise ValueError(f"unknown protocol {proto!r}")
+    return OTHER_PROTOCOLS[text]
+
+
 def tcp_flags(letters: str) -> int:
     bits = 0
     for letter in letters.upper():
@@ -86,7 +102,7 @@ def l4_segment(pkt: dict[str, Any], src: bytes, dst: bytes, v6: bool, l4_len: in
         body = struct.pack("!BBHHH", pkt["icmp_type"], pkt["icmp_code"], 0, 0x4E56, 1)
         number = 58 if v6 else 1
     else:
-        return int(proto), b"\0" * max(l4_len, 0)
+        return proto_number(proto), b"\0" * max(l4_len, 0)
     body += b"\0" * max(l4_len - len(body), 0)
     if v6:
         pseudo = src + dst + struct.pack("!I3xB", len(body), number)
@@ -269,6 +285,9 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(json.dumps({"error": f"send: {exc}", "errno": exc.errno}), flush=True)
         return 4
+    except (ValueError, KeyError, struct.error) as exc:
+        print(json.dumps({"error": f"cannot build the packet: {exc!r}"}), flush=True)
+        return 5
     print(json.dumps({"sent": how}), flush=True)
     return 0
 

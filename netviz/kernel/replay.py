@@ -647,7 +647,8 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
             raise ReplayError("packet injection timed out") from exc
         result = _last_json(out)
         if "error" in result or helper.returncode != 0:
-            raise ReplayError(f"injection failed: {result.get('error') or err.strip()}")
+            detail = err.strip().splitlines()[-1:] if err.strip() else []
+            raise ReplayError(f"injection failed: {result.get('error', '')} {' '.join(detail)}".strip())
         sent_with = str(result.get("sent", ""))
 
         # Settle: wait until the trace has been quiet for SETTLE seconds.

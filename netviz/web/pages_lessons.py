@@ -100,7 +100,7 @@ def _scenario_trace(data: dict[str, Any]) -> tuple[Trace, EngineRuleset]:
 
 
 def _frames_for_trace(trace: Trace, key: str = "main") -> list[Frame]:
-    frames = []
+    frames: list[Frame] = []
     for i, step in enumerate(trace.steps):
         if not (step.is_hop or step.kind in (StepKind.ROUTE, StepKind.DROP)):
             continue
@@ -156,7 +156,7 @@ def _step_body(trace: Trace, index: int, key: str) -> dict[str, Any]:
 
 def _frames_for_comparison(left: Trace, right: Trace) -> list[Frame]:
     cmp = compare_traces(left, right)
-    frames = []
+    frames: list[Frame] = []
     for n, hop in enumerate(cmp.hops):
         nodes, body = {}, []
         if hop.left is not None and hop.left_index is not None:
@@ -198,7 +198,7 @@ def step_view(lstep: models.LessonStep) -> StepView:
     view.trace = trace
     view.figures = [{"key": "main", "label": "", "svg": svg, "error": err}]
     view.frames = _frames_for_trace(trace)
-    view.summary = f"{trace.verdict}: {trace.summary}" if trace.summary else trace.verdict
+    view.summary = trace.summary or trace.verdict
     return view
 
 

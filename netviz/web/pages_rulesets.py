@@ -97,6 +97,12 @@ def _saved_trace_url(trace: models.SavedTrace) -> str | None:
 # --- upload -----------------------------------------------------------------
 
 
+def _refused(request: HttpRequest, status: int) -> int:
+    # A plain POST gets the honest 4xx; htmx gets 200 so the form with its
+    # error swaps in without the browser logging a failed request.
+    return 200 if request.htmx else status
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     ctx: dict[str, Any] = {"max_upload": max_upload(), "max_upload_human": human_size(max_upload())}
@@ -113,11 +119,11 @@ def upload(request: HttpRequest) -> HttpResponse:
         # read the body, so there is no form to redisplay.
         ctx["form"] = UploadForm()
         ctx["too_large"] = f"The upload is larger than the limit of {human_size(max_upload())}."
-        return render(request, template, ctx, status=413)
+        return render(request, template, ctx, status=_refused(request, 413))
     ctx["form"] = form
     if not valid:
         too_large = any(e.code == "too_large" for errs in form.errors.as_data().values() for e in errs)
-        return render(request, template, ctx, status=413 if too_large else 400)
+        return render(request, template, ctx, status=_refused(request, 413 if too_large else 400))
 
     data = form.cleaned_data
     owner = request.user if request.user.is_authenticated else None
@@ -142,7 +148,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 )
     except store.ParseError as exc:
         ctx["parse_error"] = parse_error_context(exc, data["source"], data["ipsets_source"])
-        return render(request, template, ctx, status=400)
+        return render(request, template, ctx, status=_refused(request, 400))
 
     url = reverse("netviz:ruleset", args=[ruleset.pk])
     if request.htmx:

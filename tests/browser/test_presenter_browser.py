@@ -85,12 +85,15 @@ def test_it_follows_both_flows_of_a_comparison_step(web: Page, shipped: dict[str
     web.goto(f"/lessons/{lesson.pk}/present/1/")
     assert page.locator(".pr-flow svg").count() == 2
     page.keyboard.press("End")
-    for key in ("left", "right"):
-        _, node, lit = current(web, key)
-        assert lit == [node] and node == "flow-POSTROUTING-nat"
-    # Walk back to the first differing hop: it is marked on the frame.
+    # The last hop is the right side's only (nat POSTROUTING policy, after the
+    # empty cali-nat-outgoing): nothing is lit on the left.
+    assert current(web, "right")[1:] == ("flow-POSTROUTING-nat", ["flow-POSTROUTING-nat"])
+    assert current(web, "left")[1:] == ("", [])
+    # Walk back to the first differing hop: both sides lit, the frame marked.
     while "frame-differs" not in (page.get_attribute(".frame.current", "class") or ""):
         page.keyboard.press("ArrowLeft")
+    for key in ("left", "right"):
+        assert current(web, key)[1:] == ("flow-POSTROUTING-nat", ["flow-POSTROUTING-nat"])
     assert "cali-nat-outgoing" in page.inner_text(".frame.current")
     web.screenshot("presenter-comparison", full_page=False)
     web.assert_clean()

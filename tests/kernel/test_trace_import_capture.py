@@ -19,6 +19,7 @@ from netviz.engine.parser import parse_ruleset
 from netviz.engine.pipeline import packet_from_dict, trace_packet
 from netviz.engine.ruleset import Family
 from netviz.kernel import netns
+from netviz.kernel.replay import parse_handles
 
 RULES = """*raw
 :PREROUTING ACCEPT [0:0]
@@ -101,14 +102,18 @@ def test_it_imports_nft_monitor_trace_captured_from_the_kernel(kernel: None) -> 
         with netns.trace_monitor(ns, ("nft", "-a", "monitor", "trace")) as mon:
             netns.send_udp(ns, "127.0.0.1", 5, 40005, "127.0.0.1")
             lines = mon.settle()
+        handles = parse_handles(netns.in_ns(ns, ["nft", "-a", "list", "ruleset"]))
     ruleset = parse_ruleset(RULES)
     parsed, packets = import_trace("\n".join(lines) + "\n", ruleset)
     assert parsed.format is TraceFormat.NFT_MONITOR
     assert len(packets) == 1
-    # nft prints rules in its own syntax: positions come from the handles of
-    # this fresh restore.
     want, _ = _engine_hops(40005, 5)
+    # nft prints rules in its own syntax: positions come from the handle
+    # listing, or without it from the handle numbering of a fresh restore.
+    assert packet_hops(packets[0], handles=handles) == want
     assert packet_hops(packets[0], ruleset) == want
+    trace = to_trace(packets[0], ruleset, handles=handles)
+    assert not any("guessed" in s.note for s in trace.steps)
 
 
 def test_it_imports_legacy_trace_lines_from_the_kernel_log(legacy_ok: None) -> None:

@@ -97,7 +97,8 @@ def test_it_exits_1_and_marks_a_feature_the_engine_cannot_decide(
 
 def test_it_marks_a_perturbed_simulation(kernel: None) -> None:
     scenario = scenario_from_dict(_scenario(RULES))
-    good = trace_scenario(scenario)
+    # pipeline.ScenarioLike declares settable attributes; Scenario is frozen.
+    good = trace_scenario(scenario)  # type: ignore[arg-type]
     steps = list(good.steps)
     i = next(n for n, s in enumerate(steps) if s.is_hop and s.chain == "WEB")
     steps[i] = replace(steps[i], rule=3)  # claim a different rule decided

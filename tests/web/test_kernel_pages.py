@@ -27,8 +27,8 @@ RULES = """*filter
 -A WEB -p tcp -m tcp --dport 80 -m comment --comment "<b>web</b>" -j ACCEPT
 COMMIT
 """
-HOST = {"interfaces": [{"name": "eth0", "addrs": ["10.1.0.1/24"]},
-                       {"name": "eth1", "addrs": ["10.2.0.1/24"]}], "routes": []}
+INTERFACES: list[dict[str, object]] = [{"name": "eth0", "addrs": ["10.1.0.1/24"]},
+                                       {"name": "eth1", "addrs": ["10.2.0.1/24"]}]
 
 # Captured from the kernel (xtables-monitor 1.8.9) for RULES_XT in a namespace.
 RULES_XT = """*filter
@@ -56,7 +56,7 @@ PACKET: 2 55f2a73a OUT=lo SRC=127.0.0.1 DST=127.0.0.1 LEN=29 TOS=0x0 TTL=64 ID=5
 @pytest.fixture
 def web() -> models.Ruleset:
     rs = store_ruleset(name="web <fw>", source=RULES)
-    store_host(name="two legs", interfaces=HOST["interfaces"], routes=HOST["routes"], ruleset=rs)
+    store_host(name="two legs", interfaces=INTERFACES, routes=[], ruleset=rs)
     return rs
 
 
