@@ -46,6 +46,7 @@ migrate: venv
 
 demo: venv
 	$(PY) manage.py load_demo
+	$(PY) manage.py load_lessons
 
 lint: venv
 	$(VENV)/bin/ruff check netviz tests

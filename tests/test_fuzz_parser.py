@@ -5,7 +5,9 @@ rules built from real option vocabulary parse and print back to themselves."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -250,3 +252,46 @@ def test_any_text_as_ipset_save_parses_or_raises_parse_error(text: str) -> None:
         parse_ipset_save(text)
     except ParseError:
         pass
+
+
+# -- every rule of the real dumps prints back to itself -------------------------
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+
+
+def _real_dumps() -> list[Path]:
+    found: list[Path] = []
+    for folder in ("realworld", "iptables-tests/dumps-ipt-save", "iptables-tests/dumps-ipt-restore",
+                   "iptables-tests/dumps-firewalld-restore"):
+        base = SHARED / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.iterdir()):
+            # Notes, ipset saves and trace oracles are not iptables-save text.
+            if path.is_file() and path.suffix != ".md" and not any(
+                word in path.name for word in ("ipset", "oracles")
+            ):
+                found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", _real_dumps(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_real_rules_print_back_to_themselves(path: Path) -> None:
+    try:
+        ruleset = parse_ruleset(path.read_text(errors="replace"))
+    except ParseError as exc:
+        pytest.skip(f"{path.name} does not parse: {exc}")
+    count = 0
+    for table in ruleset.tables:
+        declared = "".join(f":{c.name} {'ACCEPT' if c.builtin else '-'} [0:0]\n" for c in table.chains)
+        for chain in table.chains:
+            for rule in chain.rules:
+                again = parse_ruleset(f"*{table.name}\n{declared}{rule.canonical()}\nCOMMIT\n",
+                                      family=ruleset.family)
+                other_table = again.table(table.name)
+                assert other_table is not None
+                other_chain = other_table.chain(chain.name)
+                assert other_chain is not None
+                assert _shape(other_chain.rules[0]) == _shape(rule), (rule.text, rule.canonical())
+                count += 1
+    assert count > 0 or not ruleset.rules()

@@ -109,5 +109,5 @@ def jump_cycles(source: GraphOrRuleset) -> list[list[ChainKey]]:
     mark_source_chains in net/ipv4/netfilter/ip_tables.c), so a dump that
     has one was edited by hand."""
     graph = _graph(source)
-    simple = nx.DiGraph(graph)
+    simple: nx.DiGraph[ChainKey] = nx.DiGraph(graph)
     return [sorted(cycle) for cycle in nx.simple_cycles(simple)]

@@ -14,12 +14,14 @@ import functools
 import gc
 import ipaddress
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .context import EvalContext, MatchOutcome, Result
 from .packet import Conntrack, IPAddress, Packet, proto_name, proto_number
-from .ruleset import Family, IPSet, Match, Option, Rule
+from .ruleset import Family, IPSet, Match, Option, Rule, Ruleset
 
 Checker = Callable[[EvalContext], MatchOutcome | None]
 Compiler = Callable[[Match], list[Checker]]
@@ -209,17 +211,54 @@ def _ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
 
 # -- rule evaluation -------------------------------------------------------
 
-_RULE_CACHE: dict[int, tuple[Rule, tuple[Checker, ...], MatchOutcome]] = {}
+_RuleEntry = tuple[Rule, tuple[Checker, ...], MatchOutcome]
+
+
+class _Compiled:
+    """Compiled rules and set indexes of one Ruleset, keyed by object
+    identity (hashing a frozen Rule walks all its tuples); each entry keeps
+    its object alive so an id cannot be reused while cached."""
+
+    __slots__ = ("rules", "ruleset", "sets")
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.rules: dict[int, _RuleEntry] = {}
+        self.sets: dict[int, tuple[IPSet, _SetIndex]] = {}
+
+
+# The most recently traced rulesets stay compiled; older ones are dropped
+# with everything compiled for them.
+_KEEP_RULESETS = 8
+_COMPILED: OrderedDict[int, _Compiled] = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
+_last_compiled: _Compiled | None = None
 _MATCH_CACHE: dict[int, tuple[Match, list[Checker]]] = {}
-_CACHE_LIMIT = 2_000_000
 
 
-def _compiled_match(match: Match) -> list[Checker]:
-    # Keyed by identity (hashing a frozen Match walks all its tuples); the
-    # entry keeps the Match alive so its id cannot be reused.
-    entry = _MATCH_CACHE.get(id(match))
-    if entry is not None and entry[0] is match:
-        return entry[1]
+def _compiled_for(ruleset: Ruleset) -> _Compiled:
+    global _last_compiled
+    last = _last_compiled
+    if last is not None and last.ruleset is ruleset:
+        return last
+    with _COMPILED_LOCK:
+        found = _COMPILED.get(id(ruleset))
+        if found is None or found.ruleset is not ruleset:
+            found = _Compiled(ruleset)
+            _COMPILED[id(ruleset)] = found
+            while len(_COMPILED) > _KEEP_RULESETS:
+                _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(id(ruleset))
+        _last_compiled = found
+    return found
+
+
+def _compiled_match(match: Match, cache: bool = True) -> list[Checker]:
+    if cache:
+        entry = _MATCH_CACHE.get(id(match))
+        if entry is not None and entry[0] is match:
+            return entry[1]
     compiler = COMPILERS.get(match.module)
     if compiler is None:
         checkers: list[Checker] = [_const(_unknown(match.text(), f"netviz does not evaluate -m {match.module}"))]
@@ -229,7 +268,10 @@ def _compiled_match(match: Match) -> list[Checker]:
         except (ValueError, IndexError, KeyError) as exc:
             text = match.text() or "basic criteria"
             checkers = [_const(_unknown(text, f"cannot read {text}: {exc}"))]
-    _MATCH_CACHE[id(match)] = (match, checkers)
+    if cache:
+        if len(_MATCH_CACHE) > 10_000:
+            _MATCH_CACHE.clear()
+        _MATCH_CACHE[id(match)] = (match, checkers)
     return checkers
 
 
@@ -244,7 +286,7 @@ def _compile_rule(rule: Rule) -> tuple[Rule, tuple[Checker, ...], MatchOutcome]:
     checkers: list[Checker] = []
     count = 0
     for m in rule.matches:
-        checkers.extend(_compiled_match(m))
+        checkers.extend(_compiled_match(m, cache=False))
         if m.module != "comment":
             count += len(m.options) if m.module == "" else 1
     if count == 0:
@@ -259,7 +301,7 @@ def _compile_rule(rule: Rule) -> tuple[Rule, tuple[Checker, ...], MatchOutcome]:
 _COMPILE_AHEAD = 512
 
 
-def _compile_chain_of(rule: Rule, ctx: EvalContext) -> tuple[Rule, tuple[Checker, ...], MatchOutcome]:
+def _compile_chain_of(rule: Rule, ctx: EvalContext, compiled: dict[int, _RuleEntry]) -> _RuleEntry:
     # Compile the rule and the ones after it at once, with the cyclic GC paused:
     # compiling allocates many small long-lived objects, and with a large
     # ruleset in memory every collection pass walks all of it (a 110k-rule
@@ -271,19 +313,16 @@ def _compile_chain_of(rule: Rule, ctx: EvalContext) -> tuple[Rule, tuple[Checker
         # The rules a walk reaches next; a chain index that skips most of a
         # big chain then compiles only around the rules it evaluates.
         rules = chain.rules[rule.index - 1 : rule.index - 1 + _COMPILE_AHEAD]
-    if len(_RULE_CACHE) > _CACHE_LIMIT:
-        _RULE_CACHE.clear()
-        _MATCH_CACHE.clear()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for r in rules:
-            entry = _RULE_CACHE.get(id(r))
+            entry = compiled.get(id(r))
             if entry is None or entry[0] is not r:
-                _RULE_CACHE[id(r)] = _compile_rule(r)
-        entry = _RULE_CACHE.get(id(rule))
+                compiled[id(r)] = _compile_rule(r)
+        entry = compiled.get(id(rule))
         if entry is None or entry[0] is not rule:
-            entry = _RULE_CACHE[id(rule)] = _compile_rule(rule)
+            entry = compiled[id(rule)] = _compile_rule(rule)
     finally:
         if was_enabled:
             gc.enable()
@@ -291,9 +330,11 @@ def _compile_chain_of(rule: Rule, ctx: EvalContext) -> tuple[Rule, tuple[Checker
 
 
 def evaluate_rule(rule: Rule, ctx: EvalContext) -> MatchOutcome:
-    entry = _RULE_CACHE.get(id(rule))
+    last = _last_compiled
+    compiled = last.rules if last is not None and last.ruleset is ctx.ruleset else _compiled_for(ctx.ruleset).rules
+    entry = compiled.get(id(rule))
     if entry is None or entry[0] is not rule:
-        entry = _compile_chain_of(rule, ctx)
+        entry = _compile_chain_of(rule, ctx, compiled)
     first_unknown: MatchOutcome | None = None
     first_assumed: MatchOutcome | None = None
     for check in entry[1]:
@@ -1165,17 +1206,13 @@ def _as_predicate(kind: str, value: Any) -> Callable[[Any], bool]:
     return lambda v: lo <= v <= hi
 
 
-_SET_INDEX: dict[int, tuple[IPSet, _SetIndex]] = {}
-
-
-def _set_index(ipset: IPSet) -> _SetIndex:
-    entry = _SET_INDEX.get(id(ipset))
+def _set_index(ipset: IPSet, ruleset: Ruleset) -> _SetIndex:
+    sets = _compiled_for(ruleset).sets
+    entry = sets.get(id(ipset))
     if entry is not None and entry[0] is ipset:
         return entry[1]
     index = _SetIndex(ipset)
-    if len(_SET_INDEX) > 10_000:
-        _SET_INDEX.clear()
-    _SET_INDEX[id(ipset)] = (ipset, index)
+    sets[id(ipset)] = (ipset, index)
     return index
 
 
@@ -1237,7 +1274,7 @@ def set_lookup(
         if unknown:
             return None, unknown
         return False, f"no member set of {ipset.name} holds the packet"
-    index = _set_index(ipset)
+    index = _set_index(ipset, ctx.ruleset)
     dims = index.dims
     # ip_set_test(): fewer direction flags than dimensions never matches,
     # and an inet set never matches an IPv6 packet (and vice versa).

@@ -69,12 +69,17 @@ DEFAULT_LENGTH = {
 
 
 class ScenarioLike(Protocol):
-    ruleset_text: str
-    ipsets_text: str | None
-    family: str
-    host: dict[str, Any]
-    packet: dict[str, Any]
-    options: dict[str, Any]
+    # Read-only, so frozen dataclasses (netviz.scenario.Scenario) qualify.
+    @property
+    def ruleset_text(self) -> str: ...
+    @property
+    def ipsets_text(self) -> str | None: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def host(self) -> dict[str, Any]: ...
+    @property
+    def packet(self) -> dict[str, Any]: ...
 
 
 class PacketError(ValueError):
@@ -702,12 +707,10 @@ def _new_is_invalid(packet: Packet) -> str:
         if "RST" in flags or "FIN" in flags or flags >= {"SYN", "ACK"}:
             return "conntrack: a connection cannot start with this TCP packet, so it is INVALID"
         return ""
-    if packet.proto == 1:
-        # icmp_new(): only query types start a connection.
-        if packet.icmp_type not in (8, 13, 15, 17):
-            return f"conntrack: ICMP type {packet.icmp_type} cannot start a connection, so it is INVALID"
-    if packet.proto == 58:
-        # icmpv6_new(): echo request and node information query only.
-        if packet.icmp_type not in (128, 139):
-            return f"conntrack: ICMPv6 type {packet.icmp_type} cannot start a connection, so it is INVALID"
+    # icmp_new() / icmpv6_new(): only query types start a connection (echo,
+    # timestamp, info, address mask; ICMPv6 echo and node information query).
+    if packet.proto == 1 and packet.icmp_type not in (8, 13, 15, 17):
+        return f"conntrack: ICMP type {packet.icmp_type} cannot start a connection, so it is INVALID"
+    if packet.proto == 58 and packet.icmp_type not in (128, 139):
+        return f"conntrack: ICMPv6 type {packet.icmp_type} cannot start a connection, so it is INVALID"
     return ""
