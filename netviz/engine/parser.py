@@ -511,6 +511,9 @@ def _norm_addr(tok: str) -> tuple[str, int]:
 
 
 def _norm_addr6(tok: str, host: str, slash: str, mask: str) -> tuple[str, int]:
+    if "%" in host:
+        # a scope id (fe80::1%eth0) is no address to inet_pton
+        raise ValueError(f'bad address "{tok}"')
     try:
         addr = int(ipaddress.IPv6Address(host))
     except ipaddress.AddressValueError:
@@ -908,6 +911,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             owned = None  # everything after -j belongs to the target
             i += 2
         elif kind == _K_COUNTERS:
+            if neg >= 0:
+                raise _Err(neg, f'unexpected "!" before {t}')
             if i + 2 >= n:
                 raise _Err(i, f"{t} requires packet and byte counts")
             pk, by = toks[i + 1], toks[i + 2]
