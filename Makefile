@@ -39,7 +39,7 @@ system:
 	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz
 
 system-test:
-	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz chromium
+	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz chromium postgresql
 
 migrate: venv
 	$(PY) manage.py migrate --noinput -v 0

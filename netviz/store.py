@@ -8,6 +8,7 @@ with a per-process cache so a trace does not re-parse a big dump every time.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 from collections import OrderedDict
@@ -245,6 +246,11 @@ def _remember(model: models.Ruleset, parsed: EngineRuleset) -> None:
         _cache.move_to_end(key)
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
+    # A parsed 100k-rule dump is millions of long-lived objects: move them
+    # out of the collector's reach, or every later full collection walks them
+    # all (seen as multi-second pauses in the middle of a trace).
+    gc.collect()
+    gc.freeze()
 
 
 def load_ruleset(model: models.Ruleset) -> EngineRuleset:

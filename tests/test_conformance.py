@@ -82,15 +82,11 @@ FAIL_CASES = [c for c in CASES if c.result == "FAIL"]
 
 def need_tests() -> None:
     if not TESTS.is_dir():
-        pytest.skip(
-            f"iptables test data not found at {TESTS} (../shared from the project root)"
-        )
+        pytest.skip(f"iptables test data not found at {TESTS} (../shared from the project root)")
 
 
 def dump(case: Case, rule_text: str) -> str:
-    decl = (
-        "" if case.chain in BUILTIN_CHAINS[case.table] else f":{case.chain} - [0:0]\n"
-    )
+    decl = "" if case.chain in BUILTIN_CHAINS[case.table] else f":{case.chain} - [0:0]\n"
     return f"*{case.table}\n{decl}-A {case.chain} {rule_text}\nCOMMIT\n"
 
 
@@ -118,9 +114,7 @@ def test_the_suite_is_there() -> None:
 def test_it_accepts_and_prints_back_every_ok_rule(case: Case) -> None:
     rule = parse_case(case, case.rule)
     # Rule.canonical() re-parses to the same structure
-    again = parse_case(
-        case, rule.canonical().split(" ", 2)[2] if rule.matches or rule.target else ""
-    )
+    again = parse_case(case, rule.canonical().split(" ", 2)[2] if rule.matches or rule.target else "")
     assert (again.matches, again.target) == (rule.matches, rule.target)
     if case.result != "OK":
         return
@@ -133,9 +127,7 @@ def test_it_accepts_and_prints_back_every_ok_rule(case: Case) -> None:
         assert saved.canonical() == f"-A {case.chain} {case.saved}"
 
 
-def test_it_reads_rule_and_saved_forms_alike_where_no_value_rewriting_is_needed() -> (
-    None
-):
+def test_it_reads_rule_and_saved_forms_alike_where_no_value_rewriting_is_needed() -> None:
     # iptables rewrites some values when saving (`--dport 4:4` → `4`,
     # `--icmp-type echo-reply` → `0`, `--syn` → `--tcp-flags …`); the parser
     # keeps values as written and leaves their meaning to the matchers, so
@@ -172,9 +164,7 @@ def dump_files(directory: str) -> list[Path]:
 
 def without_comments(text: str, blank_lines: bool = True) -> str:
     keep = [
-        line
-        for line in text.splitlines(keepends=True)
-        if not line.startswith("#") and (blank_lines or line.strip())
+        line for line in text.splitlines(keepends=True) if not line.startswith("#") and (blank_lines or line.strip())
     ]
     return "".join(keep)
 
@@ -197,8 +187,6 @@ def test_save_dumps_are_fixed_points(path: Path) -> None:
 def test_restore_dumps_parse(path: Path) -> None:
     text = path.read_text()
     ruleset = parse_iptables_save(text)
-    assert ruleset.family is (
-        Family.IPV6 if path.name.startswith("ip6") else Family.IPV4
-    )
+    assert ruleset.family is (Family.IPV6 if path.name.startswith("ip6") else Family.IPV4)
     assert [t.name for t in ruleset.tables] == ["nat", "mangle", "raw", "filter"]
     assert to_iptables_save(ruleset) == without_comments(text, blank_lines=False)

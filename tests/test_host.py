@@ -165,7 +165,7 @@ def test_bad_routes_raise_clear_errors(routes: list[str], message: str) -> None:
 
 
 def test_bad_interfaces_raise_clear_errors() -> None:
-    with pytest.raises(ValueError, match="bad address '10.0.0.300/24'"):
+    with pytest.raises(ValueError, match=r"bad address '10\.0\.0\.300/24'"):
         Host.from_dict({"interfaces": [{"name": "eth0", "addrs": ["10.0.0.300/24"]}]})
     with pytest.raises(ValueError, match="needs a 'name'"):
         Host.from_dict({"interfaces": [{"addrs": []}]})

@@ -17,7 +17,7 @@ from netviz.engine.parser import (
     parse_ruleset,
     tokenize,
 )
-from netviz.engine.ruleset import Counters, Family, Match, Option, Target
+from netviz.engine.ruleset import Counters, Family, Match, Option, Rule, Target
 from netviz.testing.gendump import SIZES, generate_dump
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -32,16 +32,14 @@ def realworld_dumps() -> list[Path]:
 
 def need_shared() -> None:
     if not REALWORLD.is_dir():
-        pytest.skip(
-            f"shared material not found at {SHARED} (../shared from the project root)"
-        )
+        pytest.skip(f"shared material not found at {SHARED} (../shared from the project root)")
 
 
 def table(body: str, name: str = "filter") -> str:
     return f"*{name}\n{body.strip()}\nCOMMIT\n"
 
 
-def one_rule(body: str, name: str = "filter", family: Family | None = None):  # type: ignore[no-untyped-def]
+def one_rule(body: str, name: str = "filter", family: Family | None = None) -> Rule:
     rules = parse_iptables_save(table(body, name), family).rules()
     assert len(rules) == 1
     return rules[0]
@@ -80,15 +78,11 @@ def test_it_parses_every_realworld_dump(path: Path) -> None:
         source = lines[rule.line - 1]
         # the text is the source line without its counters
         assert source.endswith(rule.text) or source.rstrip().endswith(rule.text)
-        assert (
-            rule.text.startswith(f"-A {rule.chain} ") or rule.text == f"-A {rule.chain}"
-        )
+        assert rule.text.startswith(f"-A {rule.chain} ") or rule.text == f"-A {rule.chain}"
     for t in ruleset.tables:
         assert lines[t.line - 1] == f"*{t.name}"
         for chain in t.chains:
-            assert [r.index for r in chain.rules] == list(
-                range(1, len(chain.rules) + 1)
-            )
+            assert [r.index for r in chain.rules] == list(range(1, len(chain.rules) + 1))
             if chain.line:
                 assert lines[chain.line - 1].startswith(f":{chain.name} ")
 
@@ -114,9 +108,7 @@ def test_it_reads_back_save_output_token_for_token() -> None:
     need_shared()
     checked = 0
     for path in realworld_dumps():
-        if path.suffix != ".rules" or path.name.startswith(
-            ("ufw-libvirt-counters", "calico-aks")
-        ):
+        if path.suffix != ".rules" or path.name.startswith(("ufw-libvirt-counters", "calico-aks")):
             continue
         for rule in parse_iptables_save(path.read_text()).rules():
             assert tokenize(rule.canonical()) == tokenize(rule.text), (
@@ -129,9 +121,7 @@ def test_it_reads_back_save_output_token_for_token() -> None:
 
 def test_it_keeps_counters_of_a_counted_dump() -> None:
     need_shared()
-    ruleset = parse_iptables_save(
-        (REALWORLD / "k3s-kube-proxy-docker-counters.rules").read_text()
-    )
+    ruleset = parse_iptables_save((REALWORLD / "k3s-kube-proxy-docker-counters.rules").read_text())
     text = (REALWORLD / "k3s-kube-proxy-docker-counters.rules").read_text().splitlines()
     for rule in ruleset.rules():
         m = re.match(r"\[(\d+):(\d+)\] ", text[rule.line - 1])
@@ -189,23 +179,15 @@ def test_it_normalises_addresses_like_iptables() -> None:
             assert rule.matches[0].options == (Option("-s", (saved,)),)
     rule = one_rule("-A INPUT -d fe80::1:2/64 -j ACCEPT")
     assert rule.matches[0].options == (Option("-d", ("fe80::/64",)),)
-    assert (
-        one_rule("-A INPUT -s 2001:db8::1 -j ACCEPT").matches[0].options[0].value
-        == "2001:db8::1/128"
-    )
+    assert one_rule("-A INPUT -s 2001:db8::1 -j ACCEPT").matches[0].options[0].value == "2001:db8::1/128"
 
 
 def test_it_expands_address_lists_into_rules_like_iptables() -> None:
     ruleset = parse_iptables_save(
-        table(
-            "-A INPUT -j DROP\n-A INPUT -s 10.0.0.1,10.0.0.2 -d 1.1.1.1,2.2.2.2 -p udp -j ACCEPT\n-A INPUT -j LOG"
-        )
+        table("-A INPUT -j DROP\n-A INPUT -s 10.0.0.1,10.0.0.2 -d 1.1.1.1,2.2.2.2 -p udp -j ACCEPT\n-A INPUT -j LOG")
     )
     rules = ruleset.table("filter").chain("INPUT").rules  # type: ignore[union-attr]
-    pairs = [
-        (r.matches[0].options[0].value, r.matches[0].options[1].value)
-        for r in rules[1:5]
-    ]
+    pairs = [(r.matches[0].options[0].value, r.matches[0].options[1].value) for r in rules[1:5]]
     assert pairs == [
         ("10.0.0.1/32", "1.1.1.1/32"),
         ("10.0.0.1/32", "2.2.2.2/32"),
@@ -244,11 +226,7 @@ def test_it_keeps_kube_proxy_restore_order_semantics() -> None:
 
 def test_it_keeps_unknown_modules_verbatim() -> None:
     rule = one_rule("-A INPUT -m geoip --src-cc CN,RU --whatever a b -j DROP")
-    assert rule.matches == (
-        Match(
-            "geoip", (Option("--src-cc", ("CN,RU",)), Option("--whatever", ("a", "b")))
-        ),
-    )
+    assert rule.matches == (Match("geoip", (Option("--src-cc", ("CN,RU",)), Option("--whatever", ("a", "b")))),)
 
 
 def test_it_knows_option_arity() -> None:
@@ -262,31 +240,21 @@ def test_it_knows_option_arity() -> None:
         Option("--rcheck"),
         Option("--rsource"),
     )
-    assert rule.matches[3].options == (
-        Option("--match-set", ("S", "src,dst"), negated=True),
-    )
-    assert rule.target == Target(
-        "LOG", (Option("--log-prefix", ("-x- ",)), Option("--log-uid"))
-    )
+    assert rule.matches[3].options == (Option("--match-set", ("S", "src,dst"), negated=True),)
+    assert rule.target == Target("LOG", (Option("--log-prefix", ("-x- ",)), Option("--log-uid")))
 
 
 # --- negation ------------------------------------------------------------------------
 
 
 def test_it_reads_every_negation_form() -> None:
-    new = one_rule(
-        "-A INPUT ! -s 10.0.0.1 -p tcp -m tcp ! --dport 22 -m set ! --match-set S dst"
-    )
+    new = one_rule("-A INPUT ! -s 10.0.0.1 -p tcp -m tcp ! --dport 22 -m set ! --match-set S dst")
     # iptables ≤ 1.4.2 wrote the "!" after the option
-    old = one_rule(
-        "-A INPUT -s ! 10.0.0.1 -p tcp -m tcp --dport ! 22 -m set --match-set ! S dst"
-    )
+    old = one_rule("-A INPUT -s ! 10.0.0.1 -p tcp -m tcp --dport ! 22 -m set --match-set ! S dst")
     assert new.matches == old.matches
     assert new.matches[0].options[0] == Option("-s", ("10.0.0.1/32",), negated=True)
     assert new.matches[1].options == (Option("--dport", ("22",), negated=True),)
-    assert new.matches[2].options == (
-        Option("--match-set", ("S", "dst"), negated=True),
-    )
+    assert new.matches[2].options == (Option("--match-set", ("S", "dst"), negated=True),)
     assert one_rule("-A INPUT ! -i eth0 ! -p udp -f").matches[0].options == (
         Option("-i", ("eth0",), negated=True),
         Option("-p", ("udp",), negated=True),
@@ -322,9 +290,7 @@ def test_it_reads_quoted_and_repeated_comments() -> None:
         '-m comment --comment "[UFW BLOCK] " -j DROP'
     )
     assert rule.comments() == ('a "b" c', "plain", "[UFW BLOCK] ")
-    assert (
-        parse_iptables_save(table(rule.canonical())).rules()[0].matches == rule.matches
-    )
+    assert parse_iptables_save(table(rule.canonical())).rules()[0].matches == rule.matches
 
 
 def test_it_reports_an_unterminated_quote() -> None:
@@ -614,12 +580,8 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "column", "reason"), ERRORS, ids=[e[3][:40] for e in ERRORS]
-)
-def test_it_reports_errors_with_line_and_column(
-    text: str, line: int, column: int, reason: str
-) -> None:
+@pytest.mark.parametrize(("text", "line", "column", "reason"), ERRORS, ids=[e[3][:40] for e in ERRORS])
+def test_it_reports_errors_with_line_and_column(text: str, line: int, column: int, reason: str) -> None:
     err = error_of(text)
     assert (err.line, err.column, err.reason) == (line, column, reason)
     assert err.text == text.splitlines()[line - 1]
@@ -645,15 +607,9 @@ def test_it_checks_the_family() -> None:
     assert err.reason == "IPv4 address or option in an IPv6 ruleset"
     err = error_of(table("-A INPUT -s 10.0.0.1 -d ::1"))
     assert err.reason == 'address "::1" mixes IPv4 and IPv6 in one rule'
-    assert (
-        parse_iptables_save(table("-A INPUT -p ipv6-icmp -j ACCEPT")).family
-        is Family.IPV6
-    )
+    assert parse_iptables_save(table("-A INPUT -p ipv6-icmp -j ACCEPT")).family is Family.IPV6
     assert parse_iptables_save(table("-A INPUT -j ACCEPT")).family is Family.IPV4
-    assert (
-        parse_iptables_save(table("-A INPUT -j ACCEPT"), Family.IPV6).family
-        is Family.IPV6
-    )
+    assert parse_iptables_save(table("-A INPUT -j ACCEPT"), Family.IPV6).family is Family.IPV6
 
 
 def test_it_knows_real_target_names() -> None:
@@ -688,6 +644,10 @@ create TRIPLE hash:ip,port,net
 add TRIPLE 10.0.0.1,tcp:80,10.1.0.0/16
 create LIST list:set size 8
 add LIST NETS
+create IPI hash:ip,port,ip
+add IPI 10.0.0.1,udp:53,10.0.0.2
+create BIP bitmap:ip range 10.0.0.0-10.0.0.255
+add BIP 10.0.0.7
 """
 
 
@@ -710,13 +670,14 @@ def test_it_parses_ipset_save() -> None:
     assert sets["IFACES"].members[0].elements == ("10.0.0.0/8", "eth0")
     assert sets["TRIPLE"].members[0].elements == ("10.0.0.1", "tcp:80", "10.1.0.0/16")
     assert sets["LIST"].members[0].elements == ("NETS",)
+    assert sets["IPI"].members[0].elements == ("10.0.0.1", "udp:53", "10.0.0.2")
+    assert sets["BIP"].options == (("range", "10.0.0.0-10.0.0.255"),)
+    assert sets["BIP"].members[0].elements == ("10.0.0.7",)
 
 
 def test_it_parses_ipset_list_output() -> None:
     need_shared()
-    sets = parse_ipset_save(
-        (REALWORLD / "ipset-kube-proxy-ipvs-cluster-ip.ipset.txt").read_text()
-    )
+    sets = parse_ipset_save((REALWORLD / "ipset-kube-proxy-ipvs-cluster-ip.ipset.txt").read_text())
     assert len(sets) == 1
     cip = sets[0]
     assert (cip.name, cip.type, cip.family) == (
@@ -767,9 +728,7 @@ IPSET_ERRORS = [
     IPSET_ERRORS,
     ids=[e[3][:30] for e in IPSET_ERRORS],
 )
-def test_it_reports_ipset_errors(
-    text: str, line: int, column: int, reason: str
-) -> None:
+def test_it_reports_ipset_errors(text: str, line: int, column: int, reason: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_ipset_save(text)
     err = info.value
@@ -780,12 +739,10 @@ def test_it_combines_rules_and_sets() -> None:
     rules = table("-A INPUT -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT")
     ruleset = parse_ruleset(rules, IPSET_SAVE)
     assert ruleset.ipset("KUBE-CLUSTER-IP") is not None
-    assert len(ruleset.ipsets) == 6
+    assert len(ruleset.ipsets) == 8
     # without ipset text the reference is left for the matcher to call unknown
     assert parse_ruleset(rules).ipsets == ()
-    err = error_of(
-        table("-A INPUT -m set --match-set MISSING src -j DROP"), ipsets=IPSET_SAVE
-    )
+    err = error_of(table("-A INPUT -m set --match-set MISSING src -j DROP"), ipsets=IPSET_SAVE)
     assert (err.line, err.column, err.reason) == (2, 29, "ipset MISSING is not defined")
 
 
@@ -827,3 +784,18 @@ def test_it_parses_a_generated_kube_proxy_dump_quickly() -> None:
     took = time.perf_counter() - started
     assert len(ruleset.rules()) == count_appends(dump.text)
     assert took < 10.0
+
+
+def test_it_treats_a_foreign_builtin_name_as_a_user_chain() -> None:
+    # iptables-nft accepts ":PREROUTING" in filter and makes a user chain of it
+    filt = parse_iptables_save(table(":PREROUTING ACCEPT [0:0]\n-A INPUT -j PREROUTING")).table("filter")
+    assert filt is not None
+    chain = filt.chain("PREROUTING")
+    assert chain is not None and chain.policy is None and not chain.builtin
+    assert filt.chains[-1] is chain
+
+
+def test_it_reads_counters_given_with_dash_c() -> None:
+    rule = one_rule("-A INPUT -c 7 420 -p udp -j ACCEPT")
+    assert rule.counters == Counters(7, 420)
+    assert rule.canonical() == "-A INPUT -p udp -j ACCEPT"

@@ -123,6 +123,11 @@ def test_ct_notrack_and_notrack_target() -> None:
     assert out.packet.ct is not None and out.packet.ct.state == "UNTRACKED"
     out = apply("-A PREROUTING -j CT --zone 2", raw_pkt, "PREROUTING", "raw")
     assert (out.verdict, out.note, out.packet.ct) == ("CONTINUE", "conntrack zone 2", None)
+    # A looped-back packet already carries its entry: CT leaves it alone.
+    tracked = pkt(in_iface="lo")
+    out = apply("-A PREROUTING -j CT --notrack", tracked, "PREROUTING", "raw")
+    assert out.packet.ct == tracked.ct
+    assert "already has a conntrack entry" in out.note
 
 
 def test_dnat_rewrites_packet_and_reply_tuple() -> None:
@@ -180,9 +185,17 @@ def test_masquerade_picks_out_interface_address_on_gateway_subnet() -> None:
     assert out.assumed and "random" in out.note
     out = apply("-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-2000", p, "POSTROUTING")
     assert (out.packet.sport, out.assumed) == (1024, True)
+    # inet_select_addr(): a device without an address borrows the first
+    # universe-scope address of another device (lo's 127/8 is host scope).
     out = apply("-A POSTROUTING -j MASQUERADE", pkt(dst="8.8.8.8", out_iface="bare"), "POSTROUTING")
+    assert (out.verdict, out.packet.src) == ("ACCEPT", ip("10.9.1.1"))
+    lonely = Host.from_dict({"interfaces": [{"name": "bare"}]})
+    out = apply("-A POSTROUTING -j MASQUERADE", pkt(dst="8.8.8.8", out_iface="bare"), "POSTROUTING", host=lonely)
     assert out.verdict == "DROP"
-    assert "bare has no IPv4 address" in out.note
+    assert out.note == "MASQUERADE: no IPv4 address to use on bare, packet dropped"
+    # Looped back through lo: the original source is kept.
+    out = apply("-A POSTROUTING -j MASQUERADE", pkt(src="10.9.1.1", dst="127.0.0.1", out_iface="lo"), "POSTROUTING")
+    assert out.packet.src == ip("10.9.1.1")
 
 
 def test_redirect() -> None:

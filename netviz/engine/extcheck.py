@@ -40,12 +40,9 @@ KNOWN_MATCHES: frozenset[str] = _words(
 _CT_STATES = _words("INVALID ESTABLISHED NEW RELATED UNTRACKED SNAT DNAT")
 _STATES = _words("INVALID ESTABLISHED NEW RELATED UNTRACKED")
 _ADDRTYPES = _words(
-    "UNSPEC UNICAST LOCAL BROADCAST ANYCAST MULTICAST BLACKHOLE UNREACHABLE "
-    "PROHIBIT THROW NAT XRESOLVE"
+    "UNSPEC UNICAST LOCAL BROADCAST ANYCAST MULTICAST BLACKHOLE UNREACHABLE PROHIBIT THROW NAT XRESOLVE"
 )
-_LOG_LEVELS = _words(
-    "emerg alert crit error warning notice info debug panic err warn 0 1 2 3 4 5 6 7"
-)
+_LOG_LEVELS = _words("emerg alert crit error warning notice info debug panic err warn 0 1 2 3 4 5 6 7")
 # libipt_REJECT.c / libip6t_REJECT.c reject_table, names and aliases
 _REJECT_WITH = _words(
     "icmp-net-unreachable net-unreach icmp-host-unreachable host-unreach "
@@ -90,18 +87,14 @@ _MATCH_NEEDS: dict[str, frozenset[str]] = {
     "mark": frozenset({"--mark"}),
     "connmark": frozenset({"--mark"}),
     "state": frozenset({"--state"}),
-    "multiport": frozenset(
-        {"--ports", "--sports", "--dports", "--source-ports", "--destination-ports"}
-    ),
+    "multiport": frozenset({"--ports", "--sports", "--dports", "--source-ports", "--destination-ports"}),
     "statistic": frozenset({"--mode"}),
     "addrtype": frozenset({"--src-type", "--dst-type"}),
     "set": frozenset({"--match-set"}),
     "conntrack": frozenset(),  # any option, checked below
 }
 _TARGET_NEEDS: dict[str, frozenset[str]] = {
-    "MARK": frozenset(
-        {"--set-mark", "--set-xmark", "--and-mark", "--or-mark", "--xor-mark"}
-    ),
+    "MARK": frozenset({"--set-mark", "--set-xmark", "--and-mark", "--or-mark", "--xor-mark"}),
     "CONNMARK": frozenset(
         {
             "--set-mark",
@@ -221,6 +214,8 @@ def _check_option(module: str, opt: Option) -> str | None:
         bad = [s for s in v.split(",") if s not in _ADDRTYPES]
         return f'unknown address type "{bad[0]}"' if bad else None
     if name == "--comment":
+        if opt.negated:
+            return "--comment cannot be negated"
         return "comment longer than 255 characters" if len(v) > 255 else None
     if name in ("--zone", "--nflog-group", "--nflog-threshold"):
         return None if _u32(v, 65535) else f'bad value "{v}" for {name} (0-65535)'
@@ -270,11 +265,7 @@ def _nat_range(v: str) -> str | None:
             return f'bad port range "{rng}"'
     elif _port(rng) is None:
         return f'bad port "{rng}"'
-    if (
-        slash
-        and not (base.isdigit() and 1 <= int(base) <= 65535)
-        and not base.isalpha()
-    ):
+    if slash and not (base.isdigit() and 1 <= int(base) <= 65535) and not base.isalpha():
         return f'bad base port "{base}"'
     del addr
     return None
@@ -285,6 +276,10 @@ def _nat_range(v: str) -> str | None:
 # never reused while it is a key.
 _valid: dict[tuple[object, ...], Match | Target] = {}
 _VALID_LIMIT = 300_000
+
+
+def clear_check_cache() -> None:
+    _valid.clear()
 
 
 def _check_match(m: Match) -> tuple[str, str] | None:
@@ -337,6 +332,12 @@ def check_rule(
         module = m.module
         if not module:
             continue
+        if module == "comment" and len(m.options) == 1:
+            # the one option of nearly every kube-proxy/Calico rule: checked
+            # here directly instead of through the cache (each text differs)
+            opt = m.options[0]
+            if opt.name == "--comment" and not opt.negated and len(opt.values[0]) <= 255:
+                continue
         key = (module, *map(id, m.options))
         if key not in valid:
             problem = _check_match(m)
@@ -347,8 +348,7 @@ def check_rule(
         # xt_check_match: a match bound to a protocol needs that -p, uninverted
         need_proto = _MATCH_PROTO.get(module)
         if need_proto is not None and (
-            proto_negated
-            or (proto != need_proto and not (module == "icmp6" and proto == "icmpv6"))
+            proto_negated or (proto != need_proto and not (module == "icmp6" and proto == "icmpv6"))
         ):
             return module, f"-m {module} needs -p {need_proto}"
         if module == "multiport" and (proto not in _PORT_PROTOS or proto_negated):
@@ -365,8 +365,7 @@ def check_rule(
             valid[tkey] = target
     if tname in ("REDIRECT", "MASQUERADE", "DNAT", "SNAT"):
         has_ports = any(
-            o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value))
-            for o in target.options
+            o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value)) for o in target.options
         )
         if has_ports and (proto not in _PORT_PROTOS or proto_negated):
             return (
@@ -375,11 +374,7 @@ def check_rule(
             )
     elif tname == "REJECT":
         reject = target.option("--reject-with")
-        if (
-            reject is not None
-            and reject.value == "tcp-reset"
-            and (proto != "tcp" or proto_negated)
-        ):
+        if reject is not None and reject.value == "tcp-reset" and (proto != "tcp" or proto_negated):
             # ipt_REJECT / ip6t_REJECT checkentry
             return "--reject-with", "--reject-with tcp-reset needs -p tcp"
     elif tname == "TCPMSS" and (proto != "tcp" or proto_negated):

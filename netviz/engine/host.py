@@ -45,6 +45,7 @@ _V6_ANY = ipaddress.IPv6Network("::/0")
 _V4_MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
 _V6_MULTICAST = ipaddress.IPv6Network("ff00::/8")
 _V4_LBCAST = ipaddress.IPv4Address("255.255.255.255")
+_V6_LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,10 @@ class Host:
                 # IPv6 prefix routes get metric 256 (addrconf_prefix_route).
                 metric = 256 if addr.version == 6 else 0
                 main.append(Route(addr.network, iface.name, None, addr.ip if addr.version == 4 else None, "unicast", metric))
+            if iface.name != "lo" and any(a.version == 6 for a in iface.addrs):
+                # addrconf gives every IPv6 interface a link-local address
+                # and its fe80::/64 prefix route.
+                main.append(Route(_V6_LINK_LOCAL, iface.name, None, None, "unicast", 256))
         for route in self.routes:
             if route.table == "local":
                 local.append(route)
@@ -178,10 +183,10 @@ class Host:
         if d is None:
             d = {}
         if not isinstance(d, dict):
-            raise ValueError("host must be an object with 'interfaces' and 'routes'")  # noqa: TRY004 (scenario input errors are ValueErrors)
+            raise ValueError("host must be an object with 'interfaces' and 'routes'")
         raw_ifaces = d.get("interfaces", []) or []
         if not isinstance(raw_ifaces, list):
-            raise ValueError("host.interfaces must be a list")  # noqa: TRY004 (scenario input errors are ValueErrors)
+            raise ValueError("host.interfaces must be a list")
         ifaces: list[Interface] = []
         seen: set[str] = set()
         for n, item in enumerate(raw_ifaces):
@@ -193,7 +198,7 @@ class Host:
             seen.add(name)
             addrs = item.get("addrs", []) or []
             if not isinstance(addrs, list):
-                raise ValueError(f"host.interfaces[{n}].addrs must be a list of CIDR strings")  # noqa: TRY004 (scenario input errors are ValueErrors)
+                raise ValueError(f"host.interfaces[{n}].addrs must be a list of CIDR strings")
             parsed: list[IPInterface] = []
             for a in addrs:
                 try:
@@ -204,11 +209,11 @@ class Host:
         partial = cls(tuple(ifaces), ())
         raw_routes = d.get("routes", []) or []
         if not isinstance(raw_routes, list):
-            raise ValueError("host.routes must be a list of strings in `ip route` syntax")  # noqa: TRY004 (scenario input errors are ValueErrors)
+            raise ValueError("host.routes must be a list of strings in `ip route` syntax")
         routes: list[Route] = []
         for n, text in enumerate(raw_routes):
             if not isinstance(text, str):
-                raise ValueError(f"host.routes[{n}] must be a string in `ip route` syntax")  # noqa: TRY004 (scenario input errors are ValueErrors)
+                raise ValueError(f"host.routes[{n}] must be a string in `ip route` syntax")
             try:
                 route = parse_route_line(text, family)
             except ValueError as exc:
@@ -268,6 +273,28 @@ class Host:
                 if towards in a.network:
                     return a.ip
         return addrs[0].ip
+
+    def select_source(
+        self, dev: str, family: Family | int = Family.IPV4, towards: IPAddress | None = None
+    ) -> IPAddress | None:
+        # inet_select_addr(dev, dst, RT_SCOPE_UNIVERSE): host-scope addresses
+        # (127/8, ::1) never qualify; a device without a usable address
+        # falls back to the first usable address of any device, lo first.
+        version = family if isinstance(family, int) else (4 if family is Family.IPV4 else 6)
+        iface = self.interface(dev)
+        if iface is not None:
+            usable = [a for a in iface.family_addrs(version) if not a.ip.is_loopback]
+            if towards is not None:
+                for a in usable:
+                    if towards in a.network:
+                        return a.ip
+            if usable:
+                return usable[0].ip
+        for other in self.interfaces:
+            for a in other.family_addrs(version):
+                if not a.ip.is_loopback:
+                    return a.ip
+        return None
 
     def route(
         self,

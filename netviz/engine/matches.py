@@ -1080,7 +1080,7 @@ class _SetIndex:
             for v in values:
                 size *= len(v) if isinstance(v, list) else 1_000_000
             if size <= 4096:
-                for combo in itertools.product(*values):  # type: ignore[arg-type]
+                for combo in itertools.product(*values):
                     for i, kind in enumerate(self.dims):
                         if kind == "net":
                             plens[i].add(combo[i][0])
@@ -1146,7 +1146,7 @@ def _parse_dim(kind: str, text: str) -> Any:
     if kind == "net":
         if "-" in text:
             lo_t, _, hi_t = text.partition("-")
-            nets = ipaddress.summarize_address_range(ipaddress.ip_address(lo_t), ipaddress.ip_address(hi_t))  # type: ignore[type-var]
+            nets = ipaddress.summarize_address_range(ipaddress.ip_address(lo_t), ipaddress.ip_address(hi_t))
             return [(n.prefixlen, int(n.network_address)) for n in nets]
         net = ipaddress.ip_network(text, strict=False)
         return [(net.prefixlen, int(net.network_address))]

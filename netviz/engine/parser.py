@@ -13,6 +13,12 @@ input a user most likely did not mean:
   legacy iptables-restore fails with "Chain already exists").
 Comma-separated -s/-d lists are expanded into one rule per address pair, in
 the order iptables appends them (every source, then every destination).
+Where iptables-nft and iptables-legacy differ, the nft backend is followed: a
+policy on a user chain (`:FOO ACCEPT`) is accepted and ignored, and a jump to
+a chain declared later in the same table is resolved at COMMIT.  Option
+values are kept as written (`--dport 4:4`, `--syn`); their meaning is the
+matchers' business, so only range and keyword checks happen here
+(netviz.engine.extcheck).
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ import gc
 import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from netviz.engine.extcheck import check_rule
+from netviz.engine.extcheck import check_rule, clear_check_cache
 from netviz.engine.ruleset import (
     BUILTIN_CHAINS,
     Chain,
@@ -246,7 +252,6 @@ _BASIC = {
     "--fragment": "-f",
     "--fragments": "-f",
 }
-_BASIC_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
 
 _VERBS = {
     "-A": "-A",
@@ -292,9 +297,7 @@ _NO_VALUE = _words(
     --fragmore --fraglast --rt-0-not-strict --soft --ipvs --ctmask-sink
     --hmark-rnd-sink --kerneltz --nodst"""
 )
-_TWO_VALUES = frozenset(
-    {"--match-set", "--tcp-flags", "--add-set", "--del-set", "--map-set"}
-)
+_TWO_VALUES = frozenset({"--match-set", "--tcp-flags", "--add-set", "--del-set", "--map-set"})
 # (module, option) pairs whose arity differs from the option name alone:
 # the pre-2.6.39 set match spelled --match-set as `--set NAME FLAGS`.
 _MODULE_ARITY = {("set", "--set"): 2}
@@ -458,11 +461,7 @@ def _ipv4_int(text: str) -> int | None:
         return None
     value = 0
     for p in parts:
-        if (
-            not (p.isdigit() and p.isascii())
-            or len(p) > 3
-            or (p[0] == "0" and len(p) > 1)
-        ):
+        if not (p.isdigit() and p.isascii()) or len(p) > 3 or (p[0] == "0" and len(p) > 1):
             return None
         octet = int(p)
         if octet > 255:
@@ -606,15 +605,11 @@ _ARITY.update(dict.fromkeys(_TWO_VALUES, 2))
 # Options of the common match extensions (extensions/libxt_*.c option
 # tables), to give an option to the module that defines it like getopt does.
 _MODULE_OPTIONS: dict[str, frozenset[str]] = {
-    "tcp": _words(
-        "--source-port --sport --destination-port --dport --syn --tcp-flags --tcp-option"
-    ),
+    "tcp": _words("--source-port --sport --destination-port --dport --syn --tcp-flags --tcp-option"),
     "udp": _words("--source-port --sport --destination-port --dport"),
     "udplite": _words("--source-port --sport --destination-port --dport"),
     "sctp": _words("--source-port --sport --destination-port --dport --chunk-types"),
-    "dccp": _words(
-        "--source-port --sport --destination-port --dport --dccp-types --dccp-option"
-    ),
+    "dccp": _words("--source-port --sport --destination-port --dport --dccp-types --dccp-option"),
     "icmp": _words("--icmp-type"),
     "icmp6": _words("--icmpv6-type"),
     "comment": _words("--comment"),
@@ -633,12 +628,9 @@ _MODULE_OPTIONS: dict[str, frozenset[str]] = {
     "addrtype": _words("--src-type --dst-type --limit-iface-in --limit-iface-out"),
     "statistic": _words("--mode --probability --every --packet"),
     "limit": _words("--limit --limit-burst"),
-    "physdev": _words(
-        "--physdev-in --physdev-out --physdev-is-in --physdev-is-out --physdev-is-bridged"
-    ),
+    "physdev": _words("--physdev-in --physdev-out --physdev-is-in --physdev-is-out --physdev-is-bridged"),
     "recent": _words(
-        "--set --rcheck --update --remove --seconds --reap --hitcount --rttl --name "
-        "--rsource --rdest --mask"
+        "--set --rcheck --update --remove --seconds --reap --hitcount --rttl --name --rsource --rdest --mask"
     ),
     "mac": _words("--mac-source"),
     "hl": _words("--hl-eq --hl-lt --hl-gt"),
@@ -651,9 +643,8 @@ _MODULE_OPTIONS: dict[str, frozenset[str]] = {
     "helper": _words("--helper"),
     "tcpmss": _words("--mss"),
 }
-_V6_MODULES = frozenset(
-    {"icmp6", "hl", "rt", "mh", "ipv6header", "frag", "hbh", "dst", "eui64"}
-)
+_COMMENT_OPTIONS = _MODULE_OPTIONS["comment"]
+_V6_MODULES = frozenset({"icmp6", "hl", "rt", "mh", "ipv6header", "frag", "hbh", "dst", "eui64"})
 _V4_MODULES = frozenset({"icmp", "ttl"})
 
 
@@ -718,9 +709,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         break
                 if dest is None:
                     module = _IMPLICIT_MODULE.get(proto)
-                    if module is not None and name in _MODULE_OPTIONS.get(
-                        module, (name,)
-                    ):
+                    if module is not None and name in _MODULE_OPTIONS.get(module, (name,)):
                         if implicit is None:
                             implicit = []
                             matches.append((module, implicit))
@@ -735,9 +724,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                                 dest, dest_module = opts, mod
                                 break
                         else:
-                            raise _Err(
-                                i, f'unknown option "{name}" for -m {cur_module}'
-                            )
+                            raise _Err(i, f'unknown option "{name}" for -m {cur_module}')
                     elif t[1] != "-":
                         raise _Err(i, f'unknown option "{t}"')
                     else:
@@ -776,10 +763,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 elif arity == 2:
                     # the extension takes a second argument unless it looks
                     # like an option (libxt_set, libxt_tcp: "requires two args")
-                    if j + 1 >= n or (
-                        j + 1 not in quoted
-                        and (toks[j + 1] == "!" or not _is_value(toks[j + 1]))
-                    ):
+                    if j + 1 >= n or (j + 1 not in quoted and (toks[j + 1] == "!" or not _is_value(toks[j + 1]))):
                         raise _Err(min(j + 1, n), f"option {name} requires 2 values")
                     values = (toks[j], toks[j + 1])
                     j += 2
@@ -803,9 +787,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 # the set match's pre-2.6.39 spelling of --match-set
                 name = "--match-set"
                 sets.append((values[0], j - len(values)))
-            elif name[:8] == "--icmpv6" or (
-                name == "--reject-with" and values and values[0][:5] == "icmp6"
-            ):
+            elif name[:8] == "--icmpv6" or (name == "--reject-with" and values and values[0][:5] == "icmp6"):
                 v6_hint = i if v6_hint < 0 else v6_hint
             key = (name, values, negated)
             opt = opt_cache.get(key)
@@ -845,9 +827,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                         addr_family = fam
                         addr_tok = j
                     elif fam != addr_family:
-                        raise _Err(
-                            j, f'address "{part}" mixes IPv4 and IPv6 in one rule'
-                        )
+                        raise _Err(j, f'address "{part}" mixes IPv4 and IPv6 in one rule')
                     out.append(addr)
                 # the address itself is filled in by _expand
                 basic[basic_name] = _option(basic_name, (), negated)
@@ -875,9 +855,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 proto = p if num else ""
             else:  # -i / -o
                 if len(value) >= _IFNAMSIZ:
-                    raise _Err(
-                        j, f'interface name "{value}" is longer than 15 characters'
-                    )
+                    raise _Err(j, f'interface name "{value}" is longer than 15 characters')
                 # `-i +` matches every interface; iptables-save omits it
                 if value != "+" or negated:
                     basic[basic_name] = _option(basic_name, (value,), negated)
@@ -888,6 +866,19 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             if i + 1 >= n:
                 raise _Err(i + 1, "-m requires a module name")
             cur_module = toks[i + 1]
+            if cur_module == "comment" and i + 3 < n and toks[i + 2] == "--comment" and toks[i + 3] != "!":
+                # `-m comment --comment TEXT` is on nearly every rule of a
+                # kube-proxy or Calico dump: the general path, in one step
+                text_value = toks[i + 3]
+                key = ("--comment", (text_value,), False)
+                opt = opt_cache.get(key)
+                if opt is None:
+                    opt = _option("--comment", (text_value,), False)
+                cur = [opt]
+                owned = _COMMENT_OPTIONS
+                matches.append(("comment", cur))
+                i += 4
+                continue
             cur = []
             owned = _MODULE_OPTIONS.get(cur_module)
             matches.append((cur_module, cur))
@@ -921,9 +912,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             counters = Counters(int(pk), int(by))
             i += 3
         else:
-            raise _Err(
-                i, "-t is not allowed in restore input (the *table line sets the table)"
-            )
+            raise _Err(i, "-t is not allowed in restore input (the *table line sets the table)")
     if neg >= 0:
         raise _Err(neg, '"!" is not followed by an option')
     target = None
@@ -952,21 +941,20 @@ def _expand(spec: _Spec) -> list[tuple[Match, ...]]:
         return [spec.matches]
     src = spec.saddrs or [""]
     dst = spec.daddrs or [""]
+    # the criteria other than addresses, in save order (save_rule_details)
+    rest = [opt for name in ("-i", "-o", "-p", "-f") if (opt := basic.get(name)) is not None]
+    s_opt = basic.get("-s")
+    d_opt = basic.get("-d")
     out: list[tuple[Match, ...]] = []
     for s in src:
         for d in dst:
             opts: list[Option] = []
-            for name in _BASIC_ORDER:
-                opt = basic.get(name)
-                if opt is None:
-                    continue
-                if name == "-s" or name == "-d":
-                    addr = s if name == "-s" else d
-                    if not opt.negated and (addr == "0.0.0.0/0" or addr == "::/0"):
-                        # save_ipv4_addr / save_ipv6_addr omit a zero mask
-                        continue
-                    opt = _option(name, (addr,), opt.negated)
-                opts.append(opt)
+            if s_opt is not None and (s_opt.negated or (s != "0.0.0.0/0" and s != "::/0")):
+                # save_ipv4_addr / save_ipv6_addr omit a zero mask
+                opts.append(_option("-s", (s,), s_opt.negated))
+            if d_opt is not None and (d_opt.negated or (d != "0.0.0.0/0" and d != "::/0")):
+                opts.append(_option("-d", (d,), d_opt.negated))
+            opts += rest
             if opts:
                 out.append((Match("", tuple(opts)), *spec.matches))
             else:
@@ -977,22 +965,16 @@ def _expand(spec: _Spec) -> list[tuple[Match, ...]]:
 # --- iptables-save -----------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _RuleB:
-    line: int
-    text: str
-    matches: tuple[Match, ...]
-    target: Target | None
-    counters: Counters | None
-
-
 @dataclass
 class _ChainB:
     name: str
     policy: str | None
     line: int
     counters: Counters | None
-    rules: list[_RuleB]
+    # Rules are built final; index/chain are fixed up at the end only if a
+    # restore verb other than -A moved, renamed or changed them.
+    rules: list[Rule]
+    dirty: bool = False
 
 
 @dataclass
@@ -1034,13 +1016,7 @@ def _parse_counters(tok: str) -> Counters | None:
     if len(tok) < 5 or tok[0] != "[" or tok[-1] != "]":
         return None
     pk, colon, by = tok[1:-1].partition(":")
-    if (
-        not colon
-        or not pk.isdigit()
-        or not by.isdigit()
-        or not pk.isascii()
-        or not by.isascii()
-    ):
+    if not colon or not pk.isdigit() or not by.isdigit() or not pk.isascii() or not by.isascii():
         return None
     return Counters(int(pk), int(by))
 
@@ -1049,12 +1025,23 @@ def _parse_counters(tok: str) -> Counters | None:
 def _gc_paused() -> Iterator[None]:
     # A dump allocates millions of small objects and no cycles; the cyclic
     # collector would otherwise rescan them all over and over (about half the
-    # parse time of a 100k-rule dump).
+    # parse time of a 100k-rule dump).  Afterwards freeze+unfreeze moves what
+    # was allocated straight into the oldest generation (two list splices), so
+    # the next young collection does not walk a million new objects either;
+    # any garbage among them is still found by the next full collection.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        # the interning caches only serve one parse; kept, they would pin a
+        # large dump's options in memory after its Ruleset is gone
+        _opt_cache.clear()
+        _target_cache.clear()
+        _addr_cache.clear()
+        clear_check_cache()
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -1081,15 +1068,11 @@ def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_Se
             _table_line(st, lineno, raw)
         elif raw.rstrip() == "COMMIT":
             if st.table is None:
-                raise ParseError(
-                    lineno, 1, "COMMIT without a *table line before it", raw
-                )
+                raise ParseError(lineno, 1, "COMMIT without a *table line before it", raw)
             _commit(st)
         else:
             if st.table is None:
-                raise ParseError(
-                    lineno, 1, "line is outside a table (missing *table line)", raw
-                )
+                raise ParseError(lineno, 1, "line is outside a table (missing *table line)", raw)
             raise ParseError(lineno, 1, f'unknown line "{raw.split()[0]}"', raw)
     if st.table is not None:
         last = lineno
@@ -1117,9 +1100,7 @@ def _decide_family(st: _State) -> Family:
         lineno, source, offset, token = bad
         col = offset + _column(source[offset:], token)
         other, mine = ("IPv4", "IPv6") if fam is Family.IPV6 else ("IPv6", "IPv4")
-        raise ParseError(
-            lineno, col, f"{other} address or option in an {mine} ruleset", source
-        )
+        raise ParseError(lineno, col, f"{other} address or option in an {mine} ruleset", source)
     return fam
 
 
@@ -1129,21 +1110,15 @@ def _freeze_table(name: str, tline: int, chains: dict[str, _ChainB]) -> Table:
     frozen: list[Chain] = []
     for cname in order:
         cb = chains[cname]
-        rules = tuple(
-            [
-                Rule(
-                    name,
-                    cname,
-                    idx,
-                    rb.line,
-                    rb.text,
-                    rb.matches,
-                    rb.target,
-                    rb.counters,
-                )
-                for idx, rb in enumerate(cb.rules, 1)
-            ]
-        )
+        if cb.dirty:
+            rules = tuple(
+                [
+                    Rule(name, cname, idx, r.line, r.text, r.matches, r.target, r.counters)
+                    for idx, r in enumerate(cb.rules, 1)
+                ]
+            )
+        else:
+            rules = tuple(cb.rules)
         frozen.append(Chain(name, cname, cb.policy, rules, cb.line, cb.counters))
     return Table(name, tuple(frozen), tline)
 
@@ -1198,9 +1173,7 @@ def _plain_col(raw: str, token: int) -> int:
 
 def _chain_line(st: _State, lineno: int, raw: str) -> None:
     if st.table is None:
-        raise ParseError(
-            lineno, 1, "chain declaration outside a table (missing *table line)", raw
-        )
+        raise ParseError(lineno, 1, "chain declaration outside a table (missing *table line)", raw)
     # iptables-restore splits a chain line with strtok(" \t\n"): no quoting
     toks = _split(raw[1:])
     if not toks:
@@ -1248,9 +1221,7 @@ def _chain_line(st: _State, lineno: int, raw: str) -> None:
         )
     if builtin:
         # "-" on a built-in keeps the default policy
-        st.chains[name] = _ChainB(
-            name, "ACCEPT" if policy == "-" else policy, lineno, counters, []
-        )
+        st.chains[name] = _ChainB(name, "ACCEPT" if policy == "-" else policy, lineno, counters, [])
     else:
         # iptables-nft accepts and ignores a policy on a user chain
         st.chains[name] = _ChainB(name, None, lineno, counters, [])
@@ -1277,9 +1248,7 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
     elif not raw.strip():
         return
     if st.table is None:
-        raise ParseError(
-            lineno, offset + 1, "rule outside a table (missing *table line)", raw
-        )
+        raise ParseError(lineno, offset + 1, "rule outside a table (missing *table line)", raw)
     if body[:1] in (" ", "\t"):
         lead = len(body) - len(body.lstrip(" \t"))
         offset += lead
@@ -1294,14 +1263,10 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
         else:
             toks, _, quoted, unterminated = _tokenize_exact(body)
             if unterminated >= 0:
-                raise ParseError(
-                    lineno, offset + unterminated + 1, "unterminated quote", raw
-                )
+                raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
         _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
     except _Err as e:
-        raise ParseError(
-            lineno, offset + _column(body, e.token), e.reason, raw
-        ) from None
+        raise ParseError(lineno, offset + _column(body, e.token), e.reason, raw) from None
 
 
 def _apply_command(
@@ -1321,9 +1286,7 @@ def _apply_command(
         # the one verb of iptables-save output: straight to the rule
         fast = st.chains.get(toks[1])
         if fast is not None:
-            _add_rules(
-                st, lineno, raw, offset, text, toks, quoted, counters, fast, "-A", 0, 2
-            )
+            _add_rules(st, lineno, raw, offset, text, toks, quoted, counters, fast, "-A", 0, 2)
             return
     if verb is None:
         raise _Err(0, f'expected a command (-A, -I, -N, …), found "{toks[0]}"')
@@ -1331,9 +1294,7 @@ def _apply_command(
     n = len(toks)
     chain_name = toks[1] if n > 1 else None
     chain: _ChainB | None = None
-    if verb in ("-A", "-I", "-D", "-R", "-P", "-E", "-N") or (
-        verb in ("-F", "-Z", "-X") and chain_name
-    ):
+    if verb in ("-A", "-I", "-D", "-R", "-P", "-E", "-N") or (verb in ("-F", "-Z", "-X") and chain_name):
         if chain_name is None or chain_name.startswith("-"):
             raise _Err(1, f"{toks[0]} requires a chain name")
         chain = chains.get(chain_name)
@@ -1364,27 +1325,20 @@ def _apply_command(
         for c in targets:
             if verb == "-F":
                 c.rules.clear()
+                c.dirty = True
             else:
                 c.counters = Counters(0, 0) if c.counters is not None else None
-                for rb in c.rules:
-                    if rb.counters is not None:
-                        rb.counters = Counters(0, 0)
+                c.rules = [r if r.counters is None else replace(r, counters=Counters(0, 0)) for r in c.rules]
         return
     if verb == "-X":
         _expect_end(toks, 2 if chain is not None else 1)
-        victims = (
-            [chain]
-            if chain is not None
-            else [c for c in chains.values() if c.policy is None]
-        )
+        victims = [chain] if chain is not None else [c for c in chains.values() if c.policy is None]
         for c in victims:
             if c.policy is not None:
                 raise _Err(1, f"cannot delete built-in chain {c.name}")
             if c.rules:
                 # libiptc / nft: only an empty, unreferenced chain can go
-                raise _Err(
-                    1 if chain is not None else 0, f"chain {c.name} is not empty"
-                )
+                raise _Err(1 if chain is not None else 0, f"chain {c.name} is not empty")
             for other in chains.values():
                 for rb in other.rules:
                     if rb.target is not None and rb.target.name == c.name:
@@ -1411,10 +1365,11 @@ def _apply_command(
         # references follow the chain (nft keeps them by handle, libiptc by offset)
         rebuilt: dict[str, _ChainB] = {}
         for key, c in chains.items():
-            for rb in c.rules:
-                if rb.target is not None and rb.target.name == chain_name:
-                    t = rb.target
-                    rb.target = Target(new, t.options, t.goto)
+            for k, r in enumerate(c.rules):
+                if r.target is not None and r.target.name == chain_name:
+                    t = r.target
+                    c.rules[k] = replace(r, target=Target(new, t.options, t.goto))
+            c.dirty = True
             if key == chain_name:
                 c.name = new
                 rebuilt[new] = c
@@ -1428,13 +1383,7 @@ def _apply_command(
     assert chain is not None
     i = 2
     rulenum = 0
-    if (
-        verb in ("-I", "-D", "-R")
-        and i < n
-        and i not in quoted
-        and not toks[i].startswith("-")
-        and toks[i] != "!"
-    ):
+    if verb in ("-I", "-D", "-R") and i < n and i not in quoted and not toks[i].startswith("-") and toks[i] != "!":
         if not toks[i].isdigit() or int(toks[i]) == 0:
             raise _Err(i, f'invalid rule number "{toks[i]}"')
         rulenum = int(toks[i])
@@ -1446,10 +1395,9 @@ def _apply_command(
         if rulenum > len(chain.rules):
             raise _Err(2, f"chain {chain.name} has no rule {rulenum}")
         del chain.rules[rulenum - 1]
+        chain.dirty = True
         return
-    _add_rules(
-        st, lineno, raw, offset, text, toks, quoted, counters, chain, verb, rulenum, i
-    )
+    _add_rules(st, lineno, raw, offset, text, toks, quoted, counters, chain, verb, rulenum, i)
 
 
 def _add_rules(
@@ -1483,23 +1431,15 @@ def _add_rules(
         tname = target.name
         if tname in KNOWN_TARGETS:
             if target.goto:
-                raise _Err(
-                    target_tok, f"-g needs a user-defined chain, {tname} is a target"
-                )
+                raise _Err(target_tok, f"-g needs a user-defined chain, {tname} is a target")
             need = _TARGET_TABLE.get(tname)
             if need is not None and need != st.table:
-                raise _Err(
-                    target_tok, f"target {tname} is only valid in the {need} table"
-                )
+                raise _Err(target_tok, f"target {tname} is only valid in the {need} table")
         else:
             dest = st.chains.get(tname)
             if dest is None:
                 # not declared yet: iptables-nft resolves the name at COMMIT
-                st.jumps.append(
-                    _Jump(
-                        lineno, raw, offset, target_tok, tname, target.goto, chain.name
-                    )
-                )
+                st.jumps.append(_Jump(lineno, raw, offset, target_tok, tname, target.goto, chain.name))
             elif dest.policy is not None:
                 verb_name = "goto" if target.goto else "jump"
                 raise _Err(target_tok, f"cannot {verb_name} to built-in chain {tname}")
@@ -1516,13 +1456,20 @@ def _add_rules(
         st.first_v4 = (lineno, raw, offset, v4_hint)
     for name, tok in sets:
         st.set_refs.append(_SetRef(lineno, raw, offset, tok, name))
+    table = st.table
+    assert table is not None
     if verb == "-A" and not basic:
-        chain.rules.append(_RuleB(lineno, text, matches, target, counters))
+        chain.rules.append(Rule(table, chain.name, len(chain.rules) + 1, lineno, text, matches, target, counters))
         return
-    new_rules = [_RuleB(lineno, text, m, target, counters) for m in _expand(spec)]
+    base = len(chain.rules) + 1
+    new_rules = [
+        Rule(table, chain.name, base + k, lineno, text, m, target, counters) for k, m in enumerate(_expand(spec))
+    ]
     if verb == "-A":
         chain.rules.extend(new_rules)
-    elif verb == "-I":
+        return
+    chain.dirty = True
+    if verb == "-I":
         pos = (rulenum or 1) - 1
         if pos > len(chain.rules):
             raise _Err(
@@ -1543,9 +1490,7 @@ def _add_rules(
                     del chain.rules[k]
                     break
             else:
-                raise _Err(
-                    0, f"no rule in chain {chain.name} matches this specification"
-                )
+                raise _Err(0, f"no rule in chain {chain.name} matches this specification")
 
 
 def _locate(toks: list[str], what: str, start: int) -> int:
@@ -1571,12 +1516,8 @@ def _commit(st: _State) -> None:
         col = j.offset + _column(j.source[j.offset :], j.token)
         verb = "goto" if j.goto else "jump"
         if target is None:
-            raise ParseError(
-                j.lineno, col, f'unknown chain or target "{j.name}" in {verb}', j.source
-            )
-        raise ParseError(
-            j.lineno, col, f"cannot {verb} to built-in chain {j.name}", j.source
-        )
+            raise ParseError(j.lineno, col, f'unknown chain or target "{j.name}" in {verb}', j.source)
+        raise ParseError(j.lineno, col, f"cannot {verb} to built-in chain {j.name}", j.source)
     # rules of a chain the input later deleted or renamed are checked above;
     # a jump from a rule that was itself deleted does not matter but is rare
     st.tables[st.table] = (st.table_line, chains)
@@ -1641,6 +1582,9 @@ _ADD_VALUES = frozenset(
     }
 )
 _ADD_FLAGS = frozenset({"nomatch"})
+_LIST_KEYS = frozenset(
+    {"Name", "Type", "Revision", "Header", "Size in memory", "References", "Number of entries", "Members"}
+)
 _PORT_PROTOS = frozenset({"tcp", "udp", "sctp", "udplite", "icmp", "icmpv6", "tcpudp"})
 
 
@@ -1688,9 +1632,7 @@ def _check_port(part: str, bare: bool) -> tuple[str, str | None]:
     return (port if bare else f"{proto}:{port}"), None
 
 
-def _check_element(
-    ipset: IPSet, elem: str, declared: dict[str, IPSet]
-) -> tuple[tuple[str, ...], str | None]:
+def _check_element(ipset: IPSet, elem: str, declared: dict[str, IPSet]) -> tuple[tuple[str, ...], str | None]:
     dims = ipset.dimensions
     if ipset.type == "list:set":
         if elem not in declared:
@@ -1716,8 +1658,7 @@ def _check_element(
         elif dim == "mac":
             hexes = part.split(":")
             if len(hexes) != 6 or not all(
-                len(h) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in h)
-                for h in hexes
+                len(h) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in h) for h in hexes
             ):
                 problem = f'bad MAC address "{part}"'
         elif dim == "mark":
@@ -1741,9 +1682,7 @@ class _SetB:
     line: int
 
     def header(self) -> IPSet:
-        return IPSet(
-            self.name, self.type, self.family, tuple(self.options), (), self.line
-        )
+        return IPSet(self.name, self.type, self.family, tuple(self.options), (), self.line)
 
 
 def _parse_create_opts(toks: list[str], start: int, b: _SetB) -> None:
@@ -1768,9 +1707,7 @@ def _parse_create_opts(toks: list[str], start: int, b: _SetB) -> None:
             raise _Err(i, f'unknown create option "{key}"')
 
 
-def _parse_member(
-    toks: list[str], start: int, b: _SetB, sets: dict[str, _SetB], lineno: int
-) -> SetMember:
+def _parse_member(toks: list[str], start: int, b: _SetB, sets: dict[str, _SetB], lineno: int) -> SetMember:
     if start >= len(toks):
         raise _Err(start, f"missing element for set {b.name}")
     declared = {k: v.header() for k, v in sets.items()} if b.type == "list:set" else {}
@@ -1818,8 +1755,9 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
                 listing.members.append(_parse_member(toks, 0, listing, sets, lineno))
                 continue
             head = toks[0]
-            if head.endswith(":") or ": " in raw or raw.endswith(":"):
-                key, _, value = raw.partition(":")
+            key, colon, value = raw.partition(":")
+            if colon and key in _LIST_KEYS:
+                # `ipset list` block: Name, Type, Header, …, Members
                 value = value.strip()
                 if key == "Name":
                     pending = {"Name": value}
@@ -1827,28 +1765,17 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
                     listing = None
                 elif key == "Members":
                     listing = _from_listing(pending, pending_line, sets, raw)
-                elif key in (
-                    "Type",
-                    "Header",
-                    "Revision",
-                    "Size in memory",
-                    "References",
-                    "Number of entries",
-                ):
-                    pending[key] = value
                 else:
-                    raise ParseError(lineno, 1, f'unknown line "{raw}"', raw)
+                    pending[key] = value
                 continue
-            if head in ("create", "-N", "-exist"):
+            if head in ("create", "-N"):
                 if len(toks) < 3:
                     raise _Err(len(toks), "create needs a set name and a type")
                 name, stype = toks[1], toks[2]
                 if stype not in _IPSET_TYPES:
                     raise _Err(2, f'unknown set type "{stype}"')
                 if name in sets:
-                    raise _Err(
-                        1, f"set {name} is already defined (line {sets[name].line})"
-                    )
+                    raise _Err(1, f"set {name} is already defined (line {sets[name].line})")
                 b = _SetB(name, stype, "inet", [], [], lineno)
                 _parse_create_opts(toks, 3, b)
                 sets[name] = b
@@ -1864,15 +1791,10 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
         except _Err as e:
             col = starts[e.token] + 1 if e.token < len(starts) else len(raw) + 1
             raise ParseError(lineno, col, e.reason, raw) from None
-    return tuple(
-        IPSet(b.name, b.type, b.family, tuple(b.options), tuple(b.members), b.line)
-        for b in sets.values()
-    )
+    return tuple(IPSet(b.name, b.type, b.family, tuple(b.options), tuple(b.members), b.line) for b in sets.values())
 
 
-def _from_listing(
-    fields: dict[str, str], line: int, sets: dict[str, _SetB], raw: str
-) -> _SetB:
+def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw: str) -> _SetB:
     name = fields.get("Name", "")
     stype = fields.get("Type", "")
     if not name:
@@ -1880,9 +1802,7 @@ def _from_listing(
     if stype not in _IPSET_TYPES:
         raise ParseError(line, 1, f'unknown set type "{stype}"', raw)
     if name in sets:
-        raise ParseError(
-            line, 1, f"set {name} is already defined (line {sets[name].line})", raw
-        )
+        raise ParseError(line, 1, f"set {name} is already defined (line {sets[name].line})", raw)
     b = _SetB(name, stype, "inet", [], [], line)
     try:
         _parse_create_opts(tokenize(fields.get("Header", "")), 0, b)
@@ -1895,9 +1815,7 @@ def _from_listing(
 # --- both ----------------------------------------------------------------------
 
 
-def parse_ruleset(
-    text: str, ipsets: str | None = None, family: Family | None = None
-) -> Ruleset:
+def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = None) -> Ruleset:
     with _gc_paused():
         ruleset, refs = _parse_iptables(text, family)
     if ipsets is None:
@@ -1907,7 +1825,5 @@ def parse_ruleset(
     for ref in refs:
         if ref.name not in names:
             col = ref.offset + _column(ref.source[ref.offset :], ref.token)
-            raise ParseError(
-                ref.lineno, col, f"ipset {ref.name} is not defined", ref.source
-            )
+            raise ParseError(ref.lineno, col, f"ipset {ref.name} is not defined", ref.source)
     return Ruleset(family=ruleset.family, tables=ruleset.tables, ipsets=sets)

@@ -150,7 +150,18 @@ def _connmark(target: Target, ctx: EvalContext) -> TargetOutcome:
     return _cont(ctx, f"ctmark {ct.mark:#x} → {new:#x}", packet)
 
 
+def _already_tracked(ctx: EvalContext) -> TargetOutcome | None:
+    # xt_ct_target()/notrack_tg(): "Previously seen (loopback)? Ignore." —
+    # a packet that already carries a conntrack entry keeps it.
+    if ctx.packet.ct is None:
+        return None
+    return _cont(ctx, "the packet already has a conntrack entry (looped back): CT does nothing")
+
+
 def _notrack(target: Target, ctx: EvalContext) -> TargetOutcome:
+    seen = _already_tracked(ctx)
+    if seen is not None:
+        return seen
     # The untracked template: conntrack skips the packet, no NAT ever.
     packet = ctx.packet.with_(ct=Conntrack(state="UNTRACKED"))
     return _cont(ctx, "untracked: conntrack and NAT will skip this packet", packet)
@@ -159,6 +170,9 @@ def _notrack(target: Target, ctx: EvalContext) -> TargetOutcome:
 def _ct(target: Target, ctx: EvalContext) -> TargetOutcome:
     if target.option("--notrack") is not None:
         return _notrack(target, ctx)
+    seen = _already_tracked(ctx)
+    if seen is not None:
+        return seen
     notes = []
     zone = target.option("--zone") or target.option("--zone-orig") or target.option("--zone-reply")
     if zone is not None:
@@ -417,10 +431,11 @@ def _masquerade(target: Target, ctx: EvalContext) -> TargetOutcome:
     route = ctx.host.route(p.dst, oif=dev)
     nexthop = route.gateway or p.dst
     # nf_nat_masquerade_ipv4(): inet_select_addr(out, nexthop, UNIVERSE) —
-    # an address of the out device on the next hop's subnet, else its first.
-    src = ctx.host.primary_address(dev, version, towards=nexthop)
+    # an address of the out device on the next hop's subnet, else its first,
+    # else (lo has only host-scope addresses) the first of another device.
+    src = ctx.host.select_source(dev, version, towards=nexthop)
     if src is None:
-        return TargetOutcome("DROP", p, f"MASQUERADE: {dev} has no IPv{version} address, packet dropped")
+        return TargetOutcome("DROP", p, f"MASQUERADE: no IPv{version} address to use on {dev}, packet dropped")
     notes: list[str] = []
     ports = target.option("--to-ports")
     plo = phi = None

@@ -167,7 +167,7 @@ def probe_local(_spec: dict[str, Any]) -> None:
             pass  # the trace table dropped it at the output hook, as intended
 
 
-def send_local(spec: dict[str, Any]) -> str:
+def _send_local(spec: dict[str, Any], path: list[str]) -> str:
     """Send a locally generated packet; returns how ("socket" or "raw").
 
     A real socket (bound to the source address and port) is used when the source
@@ -187,6 +187,7 @@ def send_local(spec: dict[str, Any]) -> str:
     if spec.get("src_is_local"):
         # A socket's SYN is 20 + 40 bytes (v4) with Linux's options; any other
         # length or flag set needs the raw path.
+        path.append("socket")
         if pkt["proto"] == "tcp" and flags == "S" and int(pkt["length"]) == head_len + 40:
             sock = socket.socket(fam, socket.SOCK_STREAM)
             _common_opts(sock, mark, pkt, v6)
@@ -222,6 +223,7 @@ def send_local(spec: dict[str, Any]) -> str:
                     body = body[:2] + b"\0\0" + body[4:]
                 sock.sendto(body, (pkt["dst"], 0))
             return "socket"
+    path.append("raw")
     data, _ = ip_packet(pkt)
     if v6:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -234,6 +236,16 @@ def send_local(spec: dict[str, Any]) -> str:
             sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
         sock.sendto(data, (pkt["dst"], 0))
     return "raw"
+
+
+def send_local(spec: dict[str, Any]) -> str:
+    path: list[str] = []
+    try:
+        return _send_local(spec, path)
+    except PermissionError:
+        # EPERM: netfilter dropped the packet on the way out (NF_DROP in
+        # OUTPUT/POSTROUTING reaches the sender as -EPERM).  It was sent.
+        return (path[-1] if path else "socket") + "-eperm"
 
 
 def _common_opts(sock: socket.socket, mark: int, pkt: dict[str, Any], v6: bool) -> None:
@@ -278,10 +290,6 @@ def main(argv: list[str]) -> int:
             how = "frame"
         else:
             how = send_local(spec)
-    except PermissionError:
-        # EPERM: netfilter dropped the packet on the way out (NF_DROP in
-        # OUTPUT/POSTROUTING reaches the sender as -EPERM).  It was sent.
-        how = "socket-eperm"
     except OSError as exc:
         print(json.dumps({"error": f"send: {exc}", "errno": exc.errno}), flush=True)
         return 4

@@ -30,11 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from netviz.scenario import scenario_from_dict
+
 TRACE_TABLE = "netviz_trace"
 TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "nft", "ipset", "sysctl", "stdbuf")
 INJECT = Path(__file__).with_name("inject.py")
-# How long the trace must stay quiet before the packet is considered done.
+# How long the trace must stay quiet before the packet is considered done;
+# GRACE when its events already show its fate (a late event would be a bug).
 SETTLE = 0.25
+GRACE = 0.05
 
 # IP total length when the scenario gives none; the same defaults as the
 # engine (pipeline.DEFAULT_LENGTH): a Linux SYN with 20 bytes of options, an
@@ -90,7 +94,9 @@ class KernelTrace:
     verdict: str | None
     raw: tuple[str, ...]  # the monitor lines of this packet
     packets: tuple[dict[str, Any], ...]  # its `packet:` lines, parsed
-    sent_with: str = ""  # "frame", "socket" or "raw" (see inject.send_local)
+    # "frame" (arriving), "socket" or "raw" (local, see inject._send_local);
+    # "-eperm" appended when sendto() reported a netfilter drop.
+    sent_with: str = ""
     seconds: float = 0.0
 
     @property
@@ -526,10 +532,13 @@ def _normalise_packet(raw: dict[str, Any], v6: bool) -> dict[str, Any]:
         proto = "icmpv6"
     pkt["proto"] = proto
     if proto in ("tcp", "udp"):
-        pkt["sport"] = int(pkt.get("sport") or 40000)
-        pkt["dport"] = int(pkt.get("dport") or 80)
+        # The engine's defaults (pipeline.packet_from_dict); port 0 stays 0.
+        pkt["sport"] = int(40000 if pkt.get("sport") is None else pkt["sport"])
+        pkt["dport"] = int(80 if pkt.get("dport") is None else pkt["dport"])
     if proto == "tcp":
-        pkt["tcp_flags"] = str(pkt.get("tcp_flags") or "S")
+        # "" is a real choice (a NULL scan); only an absent value means SYN.
+        flags = pkt.get("tcp_flags")
+        pkt["tcp_flags"] = "S" if flags is None else str(flags)
     if proto in ("icmp", "icmpv6"):
         default_type = 128 if proto == "icmpv6" else 8
         t = pkt.get("icmp_type")
@@ -541,23 +550,21 @@ def _normalise_packet(raw: dict[str, Any], v6: bool) -> dict[str, Any]:
     return pkt
 
 
-def _as_scenario(scenario: Any) -> ScenarioLike:
+def _as_scenario(scenario: ScenarioLike | dict[str, Any]) -> ScenarioLike:
     if isinstance(scenario, dict):
-        from netviz.scenario import scenario_from_dict  # the lead's loader
-
-        return scenario_from_dict(scenario)  # type: ignore[no-any-return]
-    return scenario  # type: ignore[no-any-return]
+        return scenario_from_dict(scenario)
+    return scenario
 
 
-def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
+def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> KernelTrace:
     ok, why = kernel_available()
     if not ok:
         raise KernelUnavailable(why)
-    scenario = _as_scenario(scenario)
+    sc = _as_scenario(scenario)
     started = time.monotonic()
     deadline = started + timeout
-    v6 = str(scenario.family or "ipv4").lower() == "ipv6"
-    pkt = _normalise_packet(scenario.packet, v6)
+    v6 = str(sc.family or "ipv4").lower() == "ipv6"
+    pkt = _normalise_packet(sc.packet, v6)
     ctstate = str(pkt.get("ctstate") or "NEW").upper()
     if ctstate != "NEW":
         raise ReplayUnsupported(
@@ -566,7 +573,7 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
     n = next(_counter)
     prefix = f"nvz-{os.getpid()}-{n}"
     ifaces: list[_Iface] = []
-    for i, spec in enumerate(scenario.host.get("interfaces", []) or []):
+    for i, spec in enumerate(sc.host.get("interfaces", []) or []):
         if spec["name"] == "lo":
             continue
         ifaces.append(
@@ -583,12 +590,12 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
     arriving = bool(pkt.get("in_iface"))
     lines: list[tuple[float, str]] = []
     try:
-        _build_host(scenario, env, v6)
+        _build_host(sc, env, v6)
         fw = env.fw
-        if scenario.ipsets_text and scenario.ipsets_text.strip():
-            _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(scenario.ipsets_text))
+        if sc.ipsets_text and sc.ipsets_text.strip():
+            _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(sc.ipsets_text))
         restore = "ip6tables-restore" if v6 else "iptables-restore"
-        _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(scenario.ruleset_text))
+        _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(sc.ruleset_text))
         _run(["ip", "netns", "exec", fw, "nft", "-f", "-"], stdin=_trace_table(v6, pkt["mark"], arriving))
         handles = parse_handles(_run(["ip", "netns", "exec", fw, "nft", "-a", "list", "ruleset"]))
 
@@ -616,7 +623,7 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
                 raise ReplayError(f"in_iface {pkt['in_iface']!r} is not a host interface")
             spec = {
                 "mode": "arriving", "packet": pkt, "ifname": iface.peer_name,
-                "src_mac": iface.peer_mac, "dst_mac": iface.mac,
+                "src_mac": iface.peer_mac, "dst_mac": _l2_destination(pkt["dst"], iface),
             }
             ns = iface.peer_ns
         else:
@@ -651,15 +658,18 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
             raise ReplayError(f"injection failed: {result.get('error', '')} {' '.join(detail)}".strip())
         sent_with = str(result.get("sent", ""))
 
-        # Settle: wait until the trace has been quiet for SETTLE seconds.
+        # Settle: wait until the trace has been quiet for SETTLE seconds, or
+        # only GRACE once our packet's own events show its fate.
         sent_at = time.monotonic()
         with seen:
             while True:
                 now = time.monotonic()
                 last = max([t for t, _ in lines] + [sent_at])
+                if now - last >= GRACE and _finished([ln for _, ln in lines], pkt):
+                    break
                 if now - last >= SETTLE or now >= deadline:
                     break
-                seen.wait(min(SETTLE - (now - last), max(deadline - now, 0.01)))
+                seen.wait(min(GRACE, max(deadline - now, 0.01)))
         _stop(monitor)
         thread.join(timeout=1.0)
         with seen:
@@ -683,6 +693,49 @@ def replay(scenario: ScenarioLike, timeout: float = 10.0) -> KernelTrace:
         sent_with=sent_with,
         seconds=time.monotonic() - started,
     )
+
+
+def _finished(lines: list[str], pkt: dict[str, Any]) -> bool:
+    """True when our packet's last event is final: a DROP, a policy drop, or
+    the trace table's end chains (fin_in; fin_post unless it left through lo
+    and will come back in)."""
+    events = [ev for ev in (parse_event(ln) for ln in lines) if ev is not None]
+    ours = select_events(events, pkt)
+    if not ours:
+        return False
+    last = ours[-1]
+    if last.kind == "policy":
+        if last.table != TRACE_TABLE:
+            return last.body.startswith("policy drop")
+        if last.chain == "fin_in":
+            return True
+        if last.chain == "fin_post":
+            packets = [parse_packet_line(ev.body) for ev in ours if ev.kind == "packet"]
+            return bool(packets) and packets[-1].get("oif") != "lo"
+        return False
+    return last.kind == "rule" and last.table != TRACE_TABLE and "(verdict drop)" in last.body
+
+
+def _l2_destination(dst: str, iface: _Iface) -> str:
+    """The Ethernet destination a real sender would use: broadcast for the
+    limited or the subnet broadcast address, the mapped group address for
+    multicast (RFC 1112 / RFC 2464), else the firewall interface itself.
+    It decides skb->pkt_type, which `-m pkttype` and the IPv4 input path read."""
+    addr = ipaddress.ip_address(dst)
+    if addr.version == 4:
+        if addr == ipaddress.IPv4Address("255.255.255.255"):
+            return "ff:ff:ff:ff:ff:ff"
+        for a in iface.addrs:
+            net = ipaddress.ip_interface(a).network
+            if net.version == 4 and net.prefixlen < 31 and addr == net.broadcast_address:
+                return "ff:ff:ff:ff:ff:ff"
+        if addr.is_multicast:
+            low = int(addr) & 0x7FFFFF
+            return "01:00:5e:" + ":".join(f"{(low >> s) & 0xFF:02x}" for s in (16, 8, 0))
+    elif addr.is_multicast:
+        low = int(addr) & 0xFFFFFFFF
+        return "33:33:" + ":".join(f"{(low >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
+    return iface.mac
 
 
 def _src_is_local(src: str, ifaces: list[_Iface]) -> bool:

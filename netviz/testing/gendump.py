@@ -176,7 +176,7 @@ def generate_dump(
                 + match_port.format(what="has no endpoints")
                 + " -j REJECT --reject-with icmp-port-unreachable"
             )
-            for addr, what in ((svc.external_ip, "external IP"), (svc.lb_ip, "loadbalancer IP")):
+            for addr in (svc.external_ip, svc.lb_ip):
                 if addr:
                     filter_external.append(
                         f"-A KUBE-EXTERNAL-SERVICES -d {addr}/32 "

@@ -486,3 +486,20 @@ COMMIT
     # sendto() fails with EPERM when netfilter drops the packet on its way out.
     check(trace, [H("filter", "OUTPUT", 1, "DROP")], "DROP")
     assert trace.sent_with == "socket-eperm"
+
+
+def test_broadcast_and_multicast_arrive_as_such_at_layer_2() -> None:
+    ruleset = """*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m pkttype --pkt-type broadcast -j MARK --set-xmark 0x1/0xffffffff
+-A PREROUTING -m pkttype --pkt-type multicast -j MARK --set-xmark 0x2/0xffffffff
+-A PREROUTING -m pkttype --pkt-type unicast -j MARK --set-xmark 0x3/0xffffffff
+COMMIT
+"""
+    for dst, rule in (("10.88.1.255", 1), ("255.255.255.255", 1), ("224.0.0.251", 2), ("10.88.1.1", 3)):
+        trace = replay(scenario(ruleset, {**FWD_UDP, "dst": dst}))
+        assert trace.hops[0] == H("mangle", "PREROUTING", rule, "CONTINUE"), "\n".join(trace.raw)

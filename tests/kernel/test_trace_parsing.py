@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from netviz.kernel.replay import (
     events_to_hops,
     parse_event,
@@ -102,3 +104,18 @@ def test_verdict_words() -> None:
     hops, verdict = events_to_hops(events, parse_handles(LISTING))
     assert [h.get("verdict", h.get("policy")) for h in hops] == ["JUMP:X", "RETURN", "GOTO:X", "DROP"]
     assert verdict == "DROP"
+
+
+def test_kernel_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    replay_module = sys.modules["netviz.kernel.replay"]
+    monkeypatch.setattr(replay_module.os, "geteuid", lambda: 1000)
+    assert replay_module._probe_kernel() == (
+        False,
+        "not root (network namespaces and netfilter need CAP_NET_ADMIN)",
+    )
+    monkeypatch.setattr(replay_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(replay_module.shutil, "which", lambda tool: None if tool == "ipset" else "/x")
+    ok, why = replay_module._probe_kernel()
+    assert not ok and why == "missing tools: ipset"
