@@ -236,3 +236,21 @@ fe80::/64 dev eth0 proto kernel metric 256 pref medium
     assert h.route(ip("9.9.9.9")).gateway == ip("10.0.2.3")  # metric 50 < 100
     with pytest.raises(ValueError, match="route line 1"):
         parse_ip_route("10.0.0.0/8 via nonsense\n")
+
+
+def test_select_source_skips_host_scope_and_borrows_from_other_devices() -> None:
+    h = Host.from_dict(
+        {"interfaces": [{"name": "eth0", "addrs": ["10.0.0.1/24", "192.168.5.1/24"]}, {"name": "dummy0"}]}
+    )
+    assert h.select_source("eth0", Family.IPV4, towards=ip("192.168.5.9")) == ip("192.168.5.1")
+    assert h.select_source("eth0") == ip("10.0.0.1")
+    # lo's 127.0.0.1 is host scope; a device without addresses borrows too.
+    assert h.select_source("lo") == ip("10.0.0.1")
+    assert h.select_source("dummy0") == ip("10.0.0.1")
+    assert Host().select_source("lo") is None
+
+
+def test_ipv6_interfaces_get_the_link_local_prefix_route(host: Host) -> None:
+    d = host.route(ip("fe80::42"))
+    assert (d.kind, d.dev) == ("unicast", "eth1")
+    assert "UNREACHABLE" not in host.addr_type(ip("fe80::42"))

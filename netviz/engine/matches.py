@@ -205,10 +205,6 @@ def _value_mask(text: str, default_mask: int = 0xFFFFFFFF) -> tuple[int, int]:
     return _int(value), (_int(mask) if mask else default_mask)
 
 
-def _ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
-    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in ranges)
-
-
 # -- rule evaluation -------------------------------------------------------
 
 _RuleEntry = tuple[Rule, tuple[Checker, ...], MatchOutcome]
@@ -792,9 +788,6 @@ def _ctstate_checker(opt: Option, states: frozenset[str], virtual: bool) -> Chec
         return out
 
     return check
-
-
-_CT_STATUS = ("NONE", "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED")
 
 
 def _compile_conntrack(match: Match) -> list[Checker]:

@@ -28,7 +28,6 @@ import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 from netviz.engine.extcheck import check_rule, clear_check_cache
 from netviz.engine.ruleset import (
@@ -130,7 +129,6 @@ KNOWN_TARGETS: frozenset[str] = frozenset(
         "TARPIT",
     }
 )
-_STANDARD_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
 
 # Targets whose kernel checkentry refuses any other table
 # (net/netfilter/xt_nat.c, xt_CT.c, xt_TPROXY.c: `.table = "nat"` …).
@@ -540,19 +538,26 @@ def _norm_addr6(tok: str, host: str, slash: str, mask: str) -> tuple[str, int]:
 # --- rule arguments -----------------------------------------------------------
 
 
-class _Spec(NamedTuple):
-    basic: dict[str, Option]
-    matches: tuple[Match, ...]  # excluding the basic match
-    target: Target | None
-    target_tok: int
-    counters: Counters | None
-    saddrs: list[str]
-    daddrs: list[str]
-    addr_family: int  # 0, 4 or 6: family of the first address seen
-    addr_tok: int
-    v6_hint: int  # token index of something only ip6tables has, or -1
-    v4_hint: int  # token index of something only iptables has, or -1
-    sets: list[tuple[str, int]]  # (set name, token index) referenced
+# What _parse_spec returns, as a plain tuple (built once per rule):
+# basic criteria by short name (-s/-d values filled in by _expand), the
+# extension matches, the target, the target's token index, `-c` counters,
+# source and destination address lists, the address family seen (0, 4, 6)
+# and its token, token indexes of IPv6-only and IPv4-only clues (or -1), and
+# the (set name, token index) pairs referenced.
+_Spec = tuple[
+    dict[str, Option],
+    tuple[Match, ...],
+    Target | None,
+    int,
+    Counters | None,
+    list[str],
+    list[str],
+    int,
+    int,
+    int,
+    int,
+    list[tuple[str, int]],
+]
 
 
 _opt_cache: dict[tuple[str, tuple[str, ...], bool], Option] = {}
@@ -918,7 +923,7 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
     target = None
     if target_name is not None:
         target = _target(target_name, tuple(target_opts), target_goto)
-    return _Spec(
+    return (
         basic,
         tuple([Match(mod, tuple(opts)) for mod, opts in matches]),
         target,
@@ -934,13 +939,14 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
     )
 
 
-def _expand(spec: _Spec) -> list[tuple[Match, ...]]:
+def _expand(
+    basic: dict[str, Option], matches: tuple[Match, ...], saddrs: list[str], daddrs: list[str]
+) -> list[tuple[Match, ...]]:
     """One match tuple per (source, destination) pair, as iptables appends."""
-    basic = spec.basic
     if not basic:
-        return [spec.matches]
-    src = spec.saddrs or [""]
-    dst = spec.daddrs or [""]
+        return [matches]
+    src = saddrs or [""]
+    dst = daddrs or [""]
     # the criteria other than addresses, in save order (save_rule_details)
     rest = [opt for name in ("-i", "-o", "-p", "-f") if (opt := basic.get(name)) is not None]
     s_opt = basic.get("-s")
@@ -956,9 +962,9 @@ def _expand(spec: _Spec) -> list[tuple[Match, ...]]:
                 opts.append(_option("-d", (d,), d_opt.negated))
             opts += rest
             if opts:
-                out.append((Match("", tuple(opts)), *spec.matches))
+                out.append((Match("", tuple(opts)), *matches))
             else:
-                out.append(spec.matches)
+                out.append(matches)
     return out
 
 
@@ -1264,7 +1270,11 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
             toks, _, quoted, unterminated = _tokenize_exact(body)
             if unterminated >= 0:
                 raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
-        _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
+        if toks and toks[0] == "-A" and len(toks) > 1 and (fast := st.chains.get(toks[1])) is not None:
+            # the one verb of iptables-save output: straight to the rule
+            _add_rules(st, lineno, raw, offset, stripped, toks, quoted, counters, fast, "-A", 0, 2)
+        else:
+            _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
     except _Err as e:
         raise ParseError(lineno, offset + _column(body, e.token), e.reason, raw) from None
 
@@ -1414,8 +1424,20 @@ def _add_rules(
     rulenum: int,
     i: int,
 ) -> None:
-    spec = _parse_spec(toks, quoted, i)
-    (basic, matches, target, target_tok, spec_counters, _, _) = spec[:7]
+    (
+        basic,
+        matches,
+        target,
+        target_tok,
+        spec_counters,
+        saddrs,
+        daddrs,
+        addr_family,
+        addr_tok,
+        v6_hint,
+        v4_hint,
+        sets,
+    ) = _parse_spec(toks, quoted, i)
     if spec_counters is not None:
         counters = spec_counters
     proto_opt = basic.get("-p")
@@ -1443,7 +1465,6 @@ def _add_rules(
             elif dest.policy is not None:
                 verb_name = "goto" if target.goto else "jump"
                 raise _Err(target_tok, f"cannot {verb_name} to built-in chain {tname}")
-    addr_family, addr_tok, v6_hint, v4_hint, sets = spec[7:]
     if addr_family:
         if addr_family == 4:
             if st.first_v4 is None:
@@ -1463,7 +1484,8 @@ def _add_rules(
         return
     base = len(chain.rules) + 1
     new_rules = [
-        Rule(table, chain.name, base + k, lineno, text, m, target, counters) for k, m in enumerate(_expand(spec))
+        Rule(table, chain.name, base + k, lineno, text, m, target, counters)
+        for k, m in enumerate(_expand(basic, matches, saddrs, daddrs))
     ]
     if verb == "-A":
         chain.rules.extend(new_rules)

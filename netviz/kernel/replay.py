@@ -623,7 +623,9 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
                 raise ReplayError(f"in_iface {pkt['in_iface']!r} is not a host interface")
             spec = {
                 "mode": "arriving", "packet": pkt, "ifname": iface.peer_name,
-                "src_mac": iface.peer_mac, "dst_mac": _l2_destination(pkt["dst"], iface),
+                # packet.mac (for `-m mac --mac-source`) is the sender's MAC.
+                "src_mac": str(pkt.get("mac") or iface.peer_mac).lower(),
+                "dst_mac": _l2_destination(pkt["dst"], iface),
             }
             ns = iface.peer_ns
         else:

@@ -503,3 +503,17 @@ COMMIT
     for dst, rule in (("10.88.1.255", 1), ("255.255.255.255", 1), ("224.0.0.251", 2), ("10.88.1.1", 3)):
         trace = replay(scenario(ruleset, {**FWD_UDP, "dst": dst}))
         assert trace.hops[0] == H("mangle", "PREROUTING", rule, "CONTINUE"), "\n".join(trace.raw)
+
+
+def test_the_scenario_mac_is_the_source_mac() -> None:
+    ruleset = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT
+COMMIT
+"""
+    trace = replay(scenario(ruleset, {**FWD_UDP, "mac": "52:54:00:12:34:56"}))
+    check(trace, [H("filter", "FORWARD", 1, "ACCEPT")], "ACCEPT")
+    other = replay(scenario(ruleset, FWD_UDP))
+    check(other, [P("filter", "FORWARD", "DROP")], "DROP")
