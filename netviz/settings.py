@@ -132,3 +132,8 @@ LOGGING = {
 NETVIZ_MAX_UPLOAD = int(os.environ.get("NETVIZ_MAX_UPLOAD", str(32 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = NETVIZ_MAX_UPLOAD + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = NETVIZ_MAX_UPLOAD + 1024 * 1024
+
+# Accounts: django.contrib.auth with the pages in netviz/web/pages_accounts.py.
+LOGIN_URL = "netviz:login"
+LOGIN_REDIRECT_URL = "netviz:home"
+LOGOUT_REDIRECT_URL = "netviz:home"

@@ -203,6 +203,7 @@ class _Walker:
         self.hooks: list[str] = []
         self.uncertain: list[tuple[str, str, int]] = []
         self.fate_step: Step | None = None
+        self.conntrack_on = conntrack_enabled(ruleset)
 
     # -- the three paths ---------------------------------------------------
 
@@ -436,6 +437,19 @@ class _Walker:
             # UNTRACKED from raw, or a looped-back packet that already has
             # its entry: nf_conntrack_in() leaves it alone.
             return packet
+        if not self.conntrack_on:
+            self.steps.append(
+                Step(
+                    kind=StepKind.CONNTRACK,
+                    hook=hook,
+                    text="conntrack: not active — no rule of this ruleset needs it, so packets are not tracked",
+                    note="the kernel registers conntrack in a network namespace only when a rule needs it "
+                    "(conntrack/state/connmark matches, NAT targets, CONNMARK, CT other than --notrack); "
+                    "without it the nat table is never consulted",
+                    packet=packet,
+                )
+            )
+            return packet
         state = packet.ctstate_in
         note = ""
         if state == "NEW":
@@ -474,7 +488,9 @@ class _Walker:
         ct = packet.ct
         manip = NAT_MANIP[hook]
         reason = ""
-        if ct is None or ct.state in ("INVALID", "UNTRACKED"):
+        if not self.conntrack_on:
+            reason = f"nat {hook} not consulted: conntrack is not active, so there is no entry to bind"
+        elif ct is None or ct.state in ("INVALID", "UNTRACKED"):
             state = ct.state if ct else "INVALID"
             reason = f"nat {hook} not consulted: the packet is {state} (no conntrack entry to bind)"
         elif ct.state not in ("NEW", "RELATED"):
@@ -689,6 +705,35 @@ class _Walker:
         if path == "forward":
             return f"accepted: forwarded {packet.in_iface} → {packet.out_iface}"
         return f"accepted: sent out {packet.out_iface}"
+
+
+# Modules whose checkentry calls nf_ct_netns_get(): loading one of them is
+# what switches conntrack on in a network namespace.  A nat table alone does
+# not (the nft nat chain type registers no conntrack hooks), so a ruleset
+# without any of these never consults nat — seen in the kernel's own trace.
+CONNTRACK_MATCHES = frozenset(
+    {"conntrack", "state", "connmark", "connbytes", "connlimit", "connlabel", "helper", "cluster", "ipvs"}
+)
+CONNTRACK_TARGETS = frozenset(
+    {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP", "CONNMARK", "CONNSECMARK", "SYNPROXY"}
+)
+
+
+def conntrack_enabled(ruleset: Ruleset) -> bool:
+    for table in ruleset.tables:
+        for chain in table.chains:
+            for rule in chain.rules:
+                if any(m.module in CONNTRACK_MATCHES for m in rule.matches):
+                    return True
+                target = rule.target
+                if target is None:
+                    continue
+                if target.name in CONNTRACK_TARGETS:
+                    return True
+                # CT with --notrack attaches the untracked template only.
+                if target.name == "CT" and target.option("--notrack") is None:
+                    return True
+    return False
 
 
 def _new_is_invalid(packet: Packet) -> str:

@@ -3,7 +3,7 @@ from django.urls import path  # noqa: F401
 app_name = "netviz"
 
 # Pages are split by area; each area module owns its own urlpatterns list.
-from . import pages_compare, pages_kernel, pages_lessons, pages_rulesets, pages_traces  # noqa: E402
+from . import pages_accounts, pages_compare, pages_kernel, pages_lessons, pages_rulesets, pages_share, pages_traces  # noqa: E402
 
 urlpatterns = [
     *pages_rulesets.urlpatterns,
@@ -11,4 +11,6 @@ urlpatterns = [
     *pages_kernel.urlpatterns,
     *pages_compare.urlpatterns,
     *pages_lessons.urlpatterns,
+    *pages_share.urlpatterns,
+    *pages_accounts.urlpatterns,
 ]

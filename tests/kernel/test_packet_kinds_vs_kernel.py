@@ -346,3 +346,29 @@ def test_ipv6_packet_kind_matches_kernel(kernel: None, name: str) -> None:
 def test_nat_path_matches_kernel(kernel: None, name: str) -> None:
     nat, packet = NAT_CASES[name]
     _check({"ruleset": LOG_EVERYWHERE + nat, "host": HOST4, "packet": packet})
+
+
+NAT_WITHOUT_CONNTRACK = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j LOG
+-A POSTROUTING -j LOG
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+%s
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(
+    "filter_rule",
+    ["", "-A FORWARD -m conntrack --ctstate INVALID -j DROP", "-A FORWARD -j CONNMARK --set-xmark 0x1/0x1"],
+)
+def test_nat_is_consulted_only_when_a_rule_enables_conntrack(kernel: None, filter_rule: str) -> None:
+    packet = {"proto": "tcp", "src": "10.77.0.9", "dst": "198.51.100.7", "dport": 80, "in_iface": "eth0"}
+    _check({"ruleset": NAT_WITHOUT_CONNTRACK % filter_rule, "host": HOST4, "packet": packet})
