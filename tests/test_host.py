@@ -254,3 +254,74 @@ def test_ipv6_interfaces_get_the_link_local_prefix_route(host: Host) -> None:
     d = host.route(ip("fe80::42"))
     assert (d.kind, d.dev) == ("unicast", "eth1")
     assert "UNREACHABLE" not in host.addr_type(ip("fe80::42"))
+
+
+POLICY_HOST = {
+    "interfaces": [
+        {"name": "eth0", "addrs": ["10.0.0.1/24"]},
+        {"name": "eth1", "addrs": ["10.1.0.1/24"]},
+        {"name": "wg0", "addrs": ["10.2.0.1/24"]},
+    ],
+    "routes": [
+        "default via 10.0.0.254 dev eth0",
+        "default via 10.1.0.254 dev eth1 table 100",
+        "default dev wg0 table 51820",
+        "blackhole 10.9.0.0/16 table 200",
+    ],
+    "rules": [
+        "fwmark 0x1 lookup 100",
+        "not fwmark 0xca6c table 51820",
+        "table main suppress_prefixlength 0",
+        "pref 10 from 10.77.0.0/16 lookup 200",
+        "iif eth1 lookup 100",
+    ],
+}
+
+
+def test_policy_routing_rules() -> None:
+    h = Host.from_dict(POLICY_HOST)
+    # fib_default_rule_pref(): one below the second rule of the list, so
+    # after `pref 10` the next rule without a priority gets 9.
+    assert [r.priority for r in h.rules] == [32765, 32764, 32763, 10, 9]
+    # wg-quick: main is consulted first but its default route is suppressed,
+    # then everything without mark 0xca6c goes to table 51820.
+    d = h.route(ip("8.8.8.8"))
+    assert (d.kind, d.dev) == ("unicast", "wg0")
+    assert h.route(ip("8.8.8.8"), mark=0xCA6C).dev == "eth0"
+    # A connected route in main is more specific than /0: not suppressed.
+    assert h.route(ip("10.1.0.9")).dev == "eth1"
+    # Mark 0x1 would select table 100 (pref 32765), but 51820 (32764) is
+    # tried first and answers.
+    assert h.route(ip("8.8.8.8"), mark=0x1).dev == "wg0"
+    assert h.route(ip("10.9.1.1"), src=ip("10.77.1.1")).kind == "blackhole"
+    # iif eth1 (pref 9) comes before the suppress and 51820 rules.
+    assert h.route(ip("8.8.8.8"), iif="eth1").dev == "eth1"
+    # Local addresses still win: rule 0 looks up the local table.
+    assert h.route(ip("10.2.0.1"), mark=0x1).kind == "local"
+
+
+def test_rules_round_trip_and_errors() -> None:
+    h = Host.from_dict(POLICY_HOST)
+    d = h.to_dict()
+    assert d["rules"][0] == "pref 32765 from all fwmark 0x1 lookup 100"
+    assert d["rules"][1] == "pref 32764 not from all fwmark 0xca6c lookup 51820"
+    assert Host.from_dict(d) == h
+    assert "rules" not in Host.from_dict({"interfaces": []}).to_dict()
+    with pytest.raises(ValueError, match="needs 'lookup TABLE'"):
+        Host.from_dict({"rules": ["fwmark 0x1"]})
+    with pytest.raises(ValueError, match="no interface named 'eth9'"):
+        Host.from_dict({"rules": ["iif eth9 lookup 100"]})
+    with pytest.raises(ValueError, match="unexpected word 'sideways'"):
+        Host.from_dict({"rules": ["sideways lookup 100"]})
+
+
+def test_rule_lines_from_ip_rule_output() -> None:
+    from netviz.engine.host import parse_rule_line
+
+    r = parse_rule_line("32765:\tfrom all fwmark 0x4000/0x4000 lookup 100")
+    assert r is not None
+    assert (r.priority, r.fwmark, r.fwmask, r.table) == (32765, 0x4000, 0x4000, "100")
+    r = parse_rule_line("0:\tfrom all lookup local")
+    assert r is not None and (r.priority, r.table) == (0, "local")
+    r = parse_rule_line("1000: from 10.0.0.0/8 to 192.168.0.0/16 prohibit")
+    assert r is not None and (r.action, r.version) == ("prohibit", 4)

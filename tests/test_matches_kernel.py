@@ -358,3 +358,21 @@ def test_output_probes_for_a_local_socket() -> None:
 COMMIT
 """
     compare(nat, packet)
+
+
+def test_policy_routing_picks_the_output_interface() -> None:
+    # wg-quick's rules: main without its default route, then table 51820.
+    host = {
+        "interfaces": [
+            {"name": "eth0", "addrs": ["10.88.1.1/24"]},
+            {"name": "eth1", "addrs": ["10.88.2.1/24"]},
+            {"name": "eth2", "addrs": ["192.0.2.1/24"]},
+        ],
+        "routes": ["default via 192.0.2.254 dev eth2", "default via 10.88.2.254 dev eth1 table 51820"],
+        "rules": ["not fwmark 0xca6c table 51820", "table main suppress_prefixlength 0"],
+    }
+    rules = ["-o eth1", "-o eth2", "-m addrtype --dst-type UNICAST --limit-iface-out"]
+    packet = {"proto": "udp", "src": "10.88.2.1", "sport": 40003, "dst": "198.51.100.7", "dport": 53}
+    compare(probes("filter", {"INPUT": [], "FORWARD": [], "OUTPUT": rules}), packet, host=host)
+    compare(probes("filter", {"INPUT": [], "FORWARD": [], "OUTPUT": rules}), {**packet, "mark": 0xCA6C,
+                                                                              "src": "192.0.2.1"}, host=host)

@@ -119,14 +119,82 @@ class RouteDecision:
 
 
 @dataclass(frozen=True)
+class RouteRule:
+    """One `ip rule` (policy routing): selectors, then the table to look up
+    (or a reject action), tried in priority order by fib_rules_lookup()."""
+
+    priority: int
+    table: str = "main"
+    action: str = "lookup"  # lookup, blackhole, unreachable, prohibit
+    src: IPNetwork | None = None
+    dst: IPNetwork | None = None
+    fwmark: int | None = None
+    fwmask: int = 0xFFFFFFFF
+    iif: str | None = None
+    oif: str | None = None
+    invert: bool = False
+    suppress_prefixlength: int | None = None
+    version: int | None = None  # 4 or 6; None: the scenario's family
+
+    def selects(self, dst: IPAddress, src: IPAddress | None, mark: int, iif: str, oif: str | None) -> bool:
+        # fib_rule_match(): every given selector must hold; `not` inverts.
+        hit = (
+            (self.version is None or self.version == dst.version)
+            and (self.src is None or (src is not None and src.version == self.src.version and src in self.src))
+            and (self.dst is None or (dst.version == self.dst.version and dst in self.dst))
+            and (self.fwmark is None or (mark & self.fwmask) == self.fwmark)
+            and (self.iif is None or self.iif == iif)
+            and (self.oif is None or self.oif == oif)
+        )
+        return hit != self.invert
+
+    def text(self) -> str:
+        parts = [f"pref {self.priority}"]
+        if self.invert:
+            parts.append("not")
+        parts.append(f"from {self.src}" if self.src is not None else "from all")
+        if self.dst is not None:
+            parts.append(f"to {self.dst}")
+        if self.fwmark is not None:
+            parts.append(f"fwmark {self.fwmark:#x}" + (f"/{self.fwmask:#x}" if self.fwmask != 0xFFFFFFFF else ""))
+        if self.iif is not None:
+            parts.append(f"iif {self.iif}")
+        if self.oif is not None:
+            parts.append(f"oif {self.oif}")
+        parts.append(f"lookup {self.table}" if self.action == "lookup" else self.action)
+        if self.suppress_prefixlength is not None:
+            parts.append(f"suppress_prefixlength {self.suppress_prefixlength}")
+        return " ".join(parts)
+
+
+# The rules every namespace starts with (fib4_rules_init / fib6_rules_net_init).
+DEFAULT_RULES = (
+    RouteRule(0, "local"),
+    RouteRule(32766, "main"),
+    RouteRule(32767, "default"),
+)
+_TABLE_NAMES = {"255": "local", "254": "main", "253": "default", "0": "unspec"}
+
+
+def table_name(text: str) -> str:
+    return _TABLE_NAMES.get(text, text)
+
+
+@dataclass(frozen=True)
 class Host:
     interfaces: tuple[Interface, ...] = ()
     routes: tuple[Route, ...] = ()  # explicit routes; connected ones are derived
+    # `ip rule`s added to the defaults (local 0, main 32766, default 32767).
+    rules: tuple[RouteRule, ...] = ()
     _ifaces: dict[str, Interface] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
     _local: list[Route] = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
     _main: list[Route] = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
+    _tables: dict[str, list[Route]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    _rule_list: tuple[RouteRule, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -167,14 +235,16 @@ class Host:
                 # addrconf gives every IPv6 interface a link-local address
                 # and its fe80::/64 prefix route.
                 main.append(Route(_V6_LINK_LOCAL, iface.name, None, None, "unicast", 256))
+        tables: dict[str, list[Route]] = {"local": local, "main": main}
         for route in self.routes:
-            if route.table == "local":
-                local.append(route)
-            elif route.table == "main":
-                main.append(route)
-            # Other tables need `ip rule`s, which scenarios do not carry.
+            tables.setdefault(table_name(route.table), []).append(route)
         object.__setattr__(self, "_local", local)
         object.__setattr__(self, "_main", main)
+        object.__setattr__(self, "_tables", tables)
+        # fib_nl2rule() keeps the list sorted by priority, a new rule after
+        # those of equal priority.
+        ordered = sorted(DEFAULT_RULES + self.rules, key=lambda r: r.priority)
+        object.__setattr__(self, "_rule_list", tuple(ordered))
 
     # -- construction -------------------------------------------------------
 
@@ -224,7 +294,24 @@ class Host:
             if route.dev is not None and partial.interface(route.dev) is None:
                 raise ValueError(f"host.routes[{n}] {text!r}: no interface named {route.dev!r}")
             routes.append(route)
-        return cls(tuple(ifaces), tuple(routes))
+        raw_rules = d.get("rules", []) or []
+        if not isinstance(raw_rules, list):
+            raise ValueError("host.rules must be a list of strings in `ip rule` syntax")
+        rules: list[RouteRule] = []
+        for n, text in enumerate(raw_rules):
+            if not isinstance(text, str):
+                raise ValueError(f"host.rules[{n}] must be a string in `ip rule` syntax")
+            existing = sorted(DEFAULT_RULES + tuple(rules), key=lambda r: r.priority)
+            try:
+                rule = parse_rule_line(text, existing)
+            except ValueError as exc:
+                raise ValueError(f"host.rules[{n}] {text!r}: {exc}") from None
+            if rule is not None:
+                for name in (rule.iif, rule.oif):
+                    if name is not None and name != "lo" and partial.interface(name) is None:
+                        raise ValueError(f"host.rules[{n}] {text!r}: no interface named {name!r}")
+                rules.append(rule)
+        return cls(tuple(ifaces), tuple(routes), tuple(rules))
 
     def to_dict(self) -> dict[str, Any]:
         ifaces = []
@@ -235,7 +322,10 @@ class Host:
                 if not addrs:
                     continue
             ifaces.append({"name": iface.name, "addrs": [str(a) for a in addrs]})
-        return {"interfaces": ifaces, "routes": [r.text() for r in self.routes]}
+        out: dict[str, Any] = {"interfaces": ifaces, "routes": [r.text() for r in self.routes]}
+        if self.rules:
+            out["rules"] = [r.text() for r in self.rules]
+        return out
 
     def _resolve_dev(self, route: Route) -> Route:
         # `ip route add 10.0.0.0/8 via 10.1.1.1`: the kernel finds the device
@@ -302,18 +392,19 @@ class Host:
         src: IPAddress | None = None,
         oif: str | None = None,
         mark: int = 0,
+        iif: str | None = None,
     ) -> RouteDecision:
-        # `mark` only matters through `ip rule fwmark`; scenarios have no
-        # policy routing, so every lookup uses local then main.
-        key = ("route", dst, src, oif)
+        # `iif` is the input device of a received packet; None is a lookup
+        # for a locally generated one, which the rules see as `iif lo`.
+        key = ("route", dst, src, oif, mark if self.rules else 0, iif if self.rules else None)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        decision = self._route(dst, src, oif)
+        decision = self._route(dst, src, oif, mark, iif or "lo")
         self._cache[key] = decision
         return decision
 
-    def _route(self, dst: IPAddress, src: IPAddress | None, oif: str | None) -> RouteDecision:
+    def _route(self, dst: IPAddress, src: IPAddress | None, oif: str | None, mark: int, iif: str) -> RouteDecision:
         if dst.version == 4:
             # ip_route_input_slow()/ip_route_output_key_hash_table() treat the
             # limited broadcast and multicast before any FIB lookup.
@@ -323,20 +414,43 @@ class Host:
                 return RouteDecision("multicast", oif, None, self._first_addr(oif, 4))
         elif dst in _V6_MULTICAST:
             return RouteDecision("multicast", oif, None, self._first_addr(oif, 6))
-        local = self._lookup(self._local, dst, None, None)
-        if local is not None and local.type == "local":
-            # Output to a local address leaves through lo; the source is the
-            # address itself (ip_route_output_key_hash_table: saddr = daddr).
-            return RouteDecision("local", "lo", None, local.src or dst, local)
-        if local is not None and local.type == "broadcast" and (oif is None or local.dev == oif):
-            return RouteDecision("broadcast", local.dev, None, local.src, local)
-        route = self._lookup(self._main, dst, None, oif)
-        if route is None or route.type == "throw":
-            return RouteDecision("unreachable", None, None, None, route)
+        route: Route | None = None
+        for rule in self._rule_list:
+            if not rule.selects(dst, src, mark, iif, oif):
+                continue
+            if rule.action != "lookup":
+                return RouteDecision(rule.action)
+            table = self._tables.get(rule.table)
+            if not table:
+                continue
+            if rule.table == "local":
+                local = self._lookup(table, dst, None, None)
+                if local is None:
+                    continue
+                if local.type == "local":
+                    # Output to a local address leaves through lo; the source
+                    # is the address itself (ip_route_output_key_hash_table).
+                    return RouteDecision("local", "lo", None, local.src or dst, local)
+                if local.type == "broadcast" and oif is not None and local.dev != oif:
+                    continue
+                route = local
+                break
+            found = self._lookup(table, dst, None, oif)
+            if found is None or found.type == "throw":
+                continue
+            # suppress_prefixlength N: ignore answers this general (wg-quick).
+            if rule.suppress_prefixlength is not None and found.dst.prefixlen <= rule.suppress_prefixlength:
+                continue
+            route = found
+            break
+        if route is None:
+            return RouteDecision("unreachable")
         if route.type in REJECT_TYPES:
             return RouteDecision(route.type, None, None, None, route)
         if route.type == "local":
             return RouteDecision("local", "lo", None, dst, route)
+        if route.type == "broadcast" and route.table == "local":
+            return RouteDecision("broadcast", route.dev, None, route.src, route)
         dev = route.dev
         prefsrc = route.src
         if prefsrc is None and dev is not None:
@@ -490,7 +604,7 @@ def parse_route_line(text: str, family: Family | None = None) -> Route | None:
         elif w == "table":
             if arg is None:
                 raise ValueError("'table' needs a name")
-            table = arg
+            table = table_name(arg)
             i += 2
         elif w == "nexthop":
             # Multipath: keep the first next hop (the hash decides the rest).
@@ -525,6 +639,82 @@ def parse_route_line(text: str, family: Family | None = None) -> Route | None:
     if rtype == "unicast" and dev is None and via is None:
         raise ValueError("a unicast route needs 'via' or 'dev'")
     return Route(dst, dev, via, src, rtype, metric, table)
+
+
+_RULE_ACTIONS = frozenset({"blackhole", "unreachable", "prohibit"})
+_RULE_IGNORED_WITH_ARG = frozenset(
+    {"tos", "dsfield", "realms", "protocol", "proto", "nat", "map-to", "goto", "l3mdev", "uidrange",
+     "ipproto", "sport", "dport", "suppress_ifgroup", "tun_id"}
+)
+
+
+def parse_rule_line(text: str, existing: tuple[RouteRule, ...] | list[RouteRule] = DEFAULT_RULES) -> RouteRule | None:
+    """One `ip rule add …` argument list (or a line of `ip rule` output)."""
+    words = text.split()
+    if not words or words[0].startswith("#"):
+        return None
+    if words[0].endswith(":") and words[0][:-1].isdigit():
+        words = ["pref", words[0][:-1], *words[1:]]
+    fields: dict[str, Any] = {}
+    priority: int | None = None
+    i = 0
+    while i < len(words):
+        w = words[i]
+        arg = words[i + 1] if i + 1 < len(words) else None
+        if w == "not":
+            fields["invert"] = True
+            i += 1
+            continue
+        if w in _RULE_ACTIONS:
+            fields["action"] = w
+            i += 1
+            continue
+        if arg is None:
+            raise ValueError(f"'{w}' needs a value")
+        if w in ("from", "to"):
+            if arg != "all":
+                try:
+                    fields["src" if w == "from" else "dst"] = ipaddress.ip_network(arg, strict=False)
+                except ValueError:
+                    raise ValueError(f"bad prefix {arg!r}") from None
+        elif w == "fwmark":
+            value, _, mask = arg.partition("/")
+            try:
+                fields["fwmark"] = int(value, 0)
+                if mask:
+                    fields["fwmask"] = int(mask, 0)
+            except ValueError:
+                raise ValueError(f"bad fwmark {arg!r}") from None
+        elif w in ("iif", "dev"):
+            fields["iif"] = arg
+        elif w == "oif":
+            fields["oif"] = arg
+        elif w in ("lookup", "table"):
+            fields["table"] = table_name(arg)
+        elif w in ("pref", "priority", "order", "preference"):
+            if not arg.isdigit():
+                raise ValueError(f"bad priority {arg!r}")
+            priority = int(arg)
+        elif w == "suppress_prefixlength":
+            if not arg.isdigit():
+                raise ValueError(f"bad prefix length {arg!r}")
+            fields["suppress_prefixlength"] = int(arg)
+        elif w in _RULE_IGNORED_WITH_ARG:
+            pass
+        else:
+            raise ValueError(f"unexpected word {w!r}")
+        i += 2
+    if "table" not in fields and "action" not in fields:
+        raise ValueError("a rule needs 'lookup TABLE' or an action (blackhole, unreachable, prohibit)")
+    versions = {n.version for n in (fields.get("src"), fields.get("dst")) if n is not None}
+    if len(versions) > 1:
+        raise ValueError("'from' and 'to' are of different families")
+    fields["version"] = versions.pop() if versions else None
+    if priority is None:
+        # fib_default_rule_pref(): one below the second rule of the list.
+        ordered = sorted(existing, key=lambda r: r.priority)
+        priority = ordered[1].priority - 1 if len(ordered) > 1 and ordered[1].priority else 0
+    return RouteRule(priority=priority, **fields)
 
 
 def _addr(text: str, what: str) -> IPAddress:

@@ -82,6 +82,7 @@ class UploadForm(forms.Form):
         strip=False,
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    is_public = forms.BooleanField(required=False, label="Visible to everyone")
     host_interfaces = forms.CharField(
         required=False,
         label="Interfaces and addresses",

@@ -22,7 +22,7 @@ from django.http import (
     HttpResponseBadRequest,
     QueryDict,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
@@ -45,17 +45,17 @@ from netviz.engine.ruleset import Family
 from netviz.engine.trace import Step, StepKind, Trace
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.store import load_ruleset
+from netviz.web import access
+from netviz.web.pages_share import share_context
 from netviz.web.trace_forms import host_dict
 
 # --- shared helpers ----------------------------------------------------------------
 
 
 def visible(request: HttpRequest) -> Q:
-    # Anonymous uploads are public (owner=None, is_public=True); an owner's
-    # private objects are theirs alone.
-    if request.user.is_authenticated:
-        return Q(is_public=True) | Q(owner=request.user)
-    return Q(is_public=True)
+    # What lists and "add to" choices offer: public objects and the user's
+    # own (access.py; share-link grants are for reading, not for reuse).
+    return access.listed_q(request)
 
 
 def packet_spec_text(packet: dict[str, Any]) -> str:
@@ -135,10 +135,11 @@ def trace_side(side: Side, options: dict[str, Any] | None = None) -> Side:
         engine = load_ruleset(side.ruleset)
         host = Host.from_dict(side.host, family)
         packet = packet_from_dict(side.packet, family)
+        # trace_packet refuses a packet the host cannot receive (an input
+        # interface it does not have): an error to show, not a 500.
+        side.trace = trace_packet(engine, host, packet, state_from_options(options or {}))
     except (PacketError, ValueError) as exc:
         side.error = str(exc)
-        return side
-    side.trace = trace_packet(engine, host, packet, state_from_options(options or {}))
     return side
 
 
@@ -252,8 +253,11 @@ class CompareForm(forms.Form):
 
     def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        rulesets = models.Ruleset.objects.filter(visible(request)).order_by("name")
-        hosts = models.HostProfile.objects.filter(visible(request)).order_by("name")
+        # Any ruleset this request may read, a shared one too: comparing is reading.
+        rulesets = access.visible(request, "r").order_by("name")
+        hosts = models.HostProfile.objects.filter(
+            visible(request) | Q(ruleset__in=rulesets)
+        ).distinct().order_by("name")
         for name in ("left", "right"):
             self.fields[name].queryset = rulesets  # type: ignore[attr-defined]
         for name in ("lhost", "rhost"):
@@ -306,6 +310,10 @@ def compare_page(request: HttpRequest) -> HttpResponse:
         left, right = form.sides()
         ctx.update(comparison_context(left, right))
         ctx["query"] = form_query(request.GET)
+        # A ruleset seen by its share link can be compared, not saved.
+        ctx["readonly"] = not all(
+            side.ruleset.is_public or access.owns(request, side.ruleset) for side in (left, right)
+        )
     partial = request.htmx and not request.htmx.history_restore_request
     response = render(
         request, "netviz/partials/compare_result.html" if partial else "netviz/compare.html", ctx
@@ -346,6 +354,10 @@ def compare_save(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("cannot save: the comparison form is not valid\n",
                                       content_type="text/plain")
     left, right = form.sides()
+    for rs in (left.ruleset, right.ruleset):
+        if not (rs.is_public or access.owns(request, rs)):
+            # A share link is read-only: a saved copy would outlive a revoked link.
+            raise Http404("No such ruleset")
     user = request.user if request.user.is_authenticated else None
     title = (request.POST.get("title") or "").strip()[:200]
     saved = models.Comparison.objects.create(
@@ -385,7 +397,9 @@ def _saved_query(saved: models.Comparison) -> str:
 
 def _render_saved(request: HttpRequest, saved: models.Comparison, shared: bool) -> HttpResponse:
     left, right = saved_sides(saved)
-    ctx: dict[str, Any] = {"saved": saved, "shared": shared, "query": _saved_query(saved)}
+    shared = shared or access.read_only(request, saved)
+    ctx: dict[str, Any] = {"saved": saved, "shared": shared, "query": _saved_query(saved),
+                           "share": None if shared else share_context(request, "c", saved)}
     ctx.update(comparison_context(left, right, saved.options))
     ctx["lessons"] = _editable_lessons(request) if not shared else []
     return render(request, "netviz/compare_saved.html", ctx)
@@ -399,23 +413,25 @@ def _editable_lessons(request: HttpRequest) -> list[models.Lesson]:
 
 @require_GET
 def comparison_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    saved = get_object_or_404(models.Comparison.objects.filter(visible(request)), pk=pk)
+    saved: models.Comparison = access.get_or_404(request, "c", pk)
     return _render_saved(request, saved, shared=False)
+
+
+def render_shared_comparison(request: HttpRequest, saved: models.Comparison) -> HttpResponse:
+    return _render_saved(request, saved, shared=True)
 
 
 @require_GET
 def comparison_shared(request: HttpRequest, token: str) -> HttpResponse:
-    saved = get_object_or_404(models.Comparison, share_token=token)
+    # The first form of the link (kept working); /s/c/<token>/ is the same page.
+    saved = access.by_token_or_404("c", token)
+    access.grant(request, "c", saved)
     return _render_saved(request, saved, shared=True)
 
 
 def _comparison_for(request: HttpRequest, pk: int) -> models.Comparison:
-    saved = get_object_or_404(models.Comparison, pk=pk)
-    if saved.is_public or (request.user.is_authenticated and saved.owner_id == request.user.pk):
-        return saved
-    if request.GET.get("share") == saved.share_token:
-        return saved
-    raise Http404("No such comparison")
+    saved: models.Comparison = access.get_or_404(request, "c", pk)
+    return saved
 
 
 @require_GET
@@ -447,7 +463,7 @@ class DiffForm(forms.Form):
 
     def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        rulesets = models.Ruleset.objects.filter(visible(request)).order_by("name")
+        rulesets = access.visible(request, "r").order_by("name")
         for name in ("left", "right"):
             self.fields[name].queryset = rulesets  # type: ignore[attr-defined]
 

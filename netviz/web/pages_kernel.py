@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -39,6 +39,7 @@ from netviz.kernel.replay import kernel_available
 from netviz.models import Ruleset
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.store import load_ruleset
+from netviz.web import access
 from netviz.web.pages_rulesets import get_ruleset_for
 from netviz.web.pages_traces import run_trace, scenario_for
 
@@ -91,11 +92,9 @@ def trace_kernel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def visible_rulesets(request: HttpRequest) -> QuerySet[Ruleset]:
-    # Same rule as everywhere: public ones, and the user's own.
-    q = Q(is_public=True)
-    if request.user.is_authenticated:
-        q |= Q(owner=request.user)
-    return Ruleset.objects.filter(q).order_by("-created")
+    # Every ruleset this request may read (access.py), a shared one too.
+    rulesets: QuerySet[Ruleset] = access.visible(request, "r").order_by("-created")
+    return rulesets
 
 
 FORMAT_CHOICES = [("", "Detect automatically")] + [(f.value, {

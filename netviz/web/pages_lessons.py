@@ -31,6 +31,7 @@ from netviz.engine.ruleset import Ruleset as EngineRuleset
 from netviz.engine.trace import Step, StepKind, Trace
 from netviz.scenario import ScenarioError, scenario_from_dict
 from netviz.store import load_ruleset
+from netviz.web import access
 from netviz.web.pages_compare import (
     Side,
     comparison_context,
@@ -41,6 +42,7 @@ from netviz.web.pages_compare import (
     trace_side,
     visible,
 )
+from netviz.web.pages_share import share_context
 
 # --- permissions ---------------------------------------------------------------------
 
@@ -52,11 +54,12 @@ def can_edit(request: HttpRequest, lesson: models.Lesson) -> bool:
         return False
     if lesson.owner_id is None:
         return True
-    return request.user.is_authenticated and request.user.pk == lesson.owner_id
+    return access.owns(request, lesson)
 
 
 def _lesson(request: HttpRequest, pk: int) -> models.Lesson:
-    return get_object_or_404(models.Lesson.objects.filter(visible(request)), pk=pk)
+    lesson: models.Lesson = access.get_or_404(request, "l", pk)
+    return lesson
 
 
 def _editable(request: HttpRequest, pk: int) -> models.Lesson:
@@ -297,6 +300,7 @@ def lesson_create(request: HttpRequest) -> HttpResponse:
 
 
 def _lesson_context(request: HttpRequest, lesson: models.Lesson, shared: bool) -> dict[str, Any]:
+    shared = shared or access.read_only(request, lesson)
     editable = not shared and can_edit(request, lesson)
     steps = list(lesson.steps.select_related("saved_trace", "comparison"))
     ctx: dict[str, Any] = {
@@ -304,6 +308,7 @@ def _lesson_context(request: HttpRequest, lesson: models.Lesson, shared: bool) -
         "shared": shared,
         "editable": editable,
         "steps": [(s, StepForm(instance=s, prefix=f"s{s.pk}") if editable else None) for s in steps],
+        "share": None if shared else share_context(request, "l", lesson),
     }
     if editable:
         ctx["lesson_form"] = LessonForm(instance=lesson)
@@ -318,10 +323,16 @@ def lesson_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "netviz/lesson.html", _lesson_context(request, lesson, shared=False))
 
 
+def render_shared_lesson(request: HttpRequest, lesson: models.Lesson) -> HttpResponse:
+    return render(request, "netviz/lesson.html", _lesson_context(request, lesson, shared=True))
+
+
 @require_GET
 def lesson_shared(request: HttpRequest, token: str) -> HttpResponse:
-    lesson = get_object_or_404(models.Lesson, share_token=token)
-    return render(request, "netviz/lesson.html", _lesson_context(request, lesson, shared=True))
+    # The first form of the link (kept working); /s/l/<token>/ is the same page.
+    lesson = access.by_token_or_404("l", token)
+    access.grant(request, "l", lesson)
+    return render_shared_lesson(request, lesson)
 
 
 @require_POST
@@ -452,12 +463,15 @@ def _present(request: HttpRequest, lesson: models.Lesson, number: int, shared: b
 
 @require_GET
 def lesson_present(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    return _present(request, _lesson(request, pk), number, shared=False)
+    lesson = _lesson(request, pk)
+    return _present(request, lesson, number, shared=access.read_only(request, lesson))
 
 
 @require_GET
 def lesson_shared_present(request: HttpRequest, token: str, number: int) -> HttpResponse:
-    return _present(request, get_object_or_404(models.Lesson, share_token=token), number, shared=True)
+    lesson = access.by_token_or_404("l", token)
+    access.grant(request, "l", lesson)
+    return _present(request, lesson, number, shared=True)
 
 
 urlpatterns = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote as urlquote
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
@@ -22,8 +23,10 @@ from netviz import render as svg_render
 from netviz.engine import dot as engine_dot
 from netviz.engine import graph as engine_graph
 
+from . import access
 from .forms import UploadForm, human_size, max_upload
 from .names import chain_descriptions
+from .pages_share import share_context
 
 # Above this many rules the page lists chains collapsed and loads a chain's
 # rules when it is opened, so a 110k-rule dump renders in a blink.
@@ -40,24 +43,15 @@ SEARCH_LIMIT = 1000
 
 
 def visible_rulesets(request: HttpRequest) -> QuerySet[models.Ruleset]:
-    qs = models.Ruleset.objects.all()
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return qs.filter(Q(is_public=True) | Q(owner=user))
-    return qs.filter(is_public=True)
+    # What lists show: public rulesets and the user's own.
+    return models.Ruleset.objects.filter(access.listed_q(request))
 
 
 def get_ruleset_for(request: HttpRequest, pk: int) -> models.Ruleset:
-    ruleset = get_object_or_404(models.Ruleset, pk=pk)
-    user = getattr(request, "user", None)
-    if ruleset.is_public:
-        return ruleset
-    if ruleset.owner_id is not None and user is not None and user.pk == ruleset.owner_id:
-        return ruleset
-    if request.GET.get("share") == ruleset.share_token:
-        return ruleset
-    # 404 rather than 403: a private ruleset's existence is not disclosed.
-    raise Http404("No such ruleset")
+    # Owner, staff, public, or a valid share token (?share= or the session
+    # grant of /s/r/<token>/); otherwise 404.
+    ruleset: models.Ruleset = access.get_or_404(request, "r", pk)
+    return ruleset
 
 
 def _url_or_none(name: str, *args: Any) -> str | None:
@@ -79,13 +73,14 @@ def home(request: HttpRequest) -> HttpResponse:
     visible = visible_rulesets(request)
     traces = (
         models.SavedTrace.objects.filter(ruleset__in=visible)
-        .filter(Q(is_public=True) | Q(owner_id=getattr(request.user, "pk", None)))
+        .filter(access.listed_q(request))
         .select_related("ruleset")[:10]
     )
     ctx = {
         "demos": visible.filter(is_demo=True).order_by("name"),
         "recent": visible.filter(is_demo=False)[:10],
         "traces": [{"trace": t, "url": _saved_trace_url(t)} for t in traces],
+        "mine": visible.filter(owner_id=request.user.pk).count() if request.user.is_authenticated else 0,
     }
     return render(request, "netviz/home.html", ctx)
 
@@ -149,6 +144,11 @@ def upload(request: HttpRequest) -> HttpResponse:
     except store.ParseError as exc:
         ctx["parse_error"] = parse_error_context(exc, data["source"], data["ipsets_source"])
         return render(request, template, ctx, status=_refused(request, 400))
+    if owner is not None and data.get("is_public"):
+        # A signed-in user's upload is private unless they tick "visible to
+        # everyone" (store_ruleset makes an owner's upload private).
+        models.Ruleset.objects.filter(pk=ruleset.pk).update(is_public=True)
+        models.HostProfile.objects.filter(ruleset=ruleset, owner=owner).update(is_public=True)
 
     url = reverse("netviz:ruleset", args=[ruleset.pk])
     if request.htmx:
@@ -374,7 +374,11 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "ipsets": ruleset.ipsets.all()[:200],
             "ipset_count": ruleset.ipsets.count(),
             "hosts": ruleset.hosts.all(),
-            "traces": [{"trace": t, "url": _saved_trace_url(t)} for t in ruleset.traces.all()[:20]],
+            "traces": [
+                {"trace": t, "url": _saved_trace_url(t)}
+                for t in ruleset.traces.filter(access.listed_q(request))[:20]
+            ],
+            "share": share_context(request, "r", ruleset),
             "trace_url": trace_url(ruleset),
         }
     )
@@ -439,8 +443,15 @@ def _callgraph_dot(ruleset: models.Ruleset, table: str | None) -> str:
 
     def href(t: str, c: str) -> str:
         if paginated:
-            return reverse("netviz:ruleset_chain", args=[ruleset.pk, t, c])
-        return f"{page_url}#{engine_dot.chain_anchor(t, c)}"
+            url = reverse("netviz:ruleset_chain", args=[ruleset.pk, t, c])
+        else:
+            url = f"{page_url}#{engine_dot.chain_anchor(t, c)}"
+        # graphviz copies URL= into the SVG's xlink:href as it is, without
+        # XML-escaping: a chain named `<script>…` or `&amp;` would make the
+        # SVG malformed (or, with a `"`, break out of the attribute).  Percent-
+        # encode all but the URL's own delimiters; browsers decode a fragment
+        # before looking the id up (HTML "find a potential indicated element").
+        return urlquote(url, safe="/#?=%-_.~")
 
     return engine_dot.callgraph_dot(
         parsed, table or None, describe=lambda t, c: describe.get((t, c)), href=href

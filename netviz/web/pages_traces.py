@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Q
 from django.http import (
     Http404,
     HttpRequest,
@@ -20,7 +19,7 @@ from django.http import (
     HttpResponseBadRequest,
     QueryDict,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
@@ -52,7 +51,9 @@ from netviz.models import Ruleset, SavedTrace
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.scenario import Scenario, scenario_to_dict
 from netviz.store import load_ruleset
+from netviz.web import access
 from netviz.web.pages_rulesets import get_ruleset_for
+from netviz.web.pages_share import share_context
 from netviz.web.trace_forms import TraceForm, example_queries
 
 FORM_KEYS = (
@@ -60,14 +61,6 @@ FORM_KEYS = (
     "in_iface", "mark", "ctstate", "host", "seed", "stat",
     "share",  # a private ruleset's read-only link keeps working in permalinks
 )
-
-
-def _visible(request: HttpRequest) -> Q:
-    # Anonymous uploads are public (owner=None, is_public=True); an owner's
-    # private rulesets and traces are theirs alone.
-    if request.user.is_authenticated:
-        return Q(is_public=True) | Q(owner=request.user)
-    return Q(is_public=True)
 
 
 def _ruleset(request: HttpRequest, pk: int) -> Ruleset:
@@ -253,6 +246,9 @@ def page_context(request: HttpRequest, ruleset: Ruleset) -> dict[str, Any]:
         "has_hosts": bool(traced.form.hosts),
         "host": traced.form.host_dict(),
         "examples": example_queries(traced.form),
+        # Seen only by its read-only link: no "Save trace" (a saved copy would
+        # outlive a revoked link).
+        "readonly": not (ruleset.is_public or access.owns(request, ruleset)),
     }
     ctx.update(result_context(traced, _selected_step(request)))
     return ctx
@@ -419,6 +415,9 @@ def download_scenario(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def save_trace(request: HttpRequest, pk: int) -> HttpResponse:
     ruleset = _ruleset(request, pk)
+    if not (ruleset.is_public or access.owns(request, ruleset)):
+        # A share link is read-only: its holder may trace, not keep a copy.
+        raise Http404("No such ruleset")
     query = request.POST.get("query", "")
     traced = run_trace(QueryDict(query), ruleset)
     if traced.trace is None:
@@ -444,7 +443,7 @@ def save_trace(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def saved_trace(request: HttpRequest, pk: int) -> HttpResponse:
-    saved = get_object_or_404(SavedTrace.objects.filter(_visible(request)), pk=pk)
+    saved: SavedTrace = access.get_or_404(request, "t", pk)
     ruleset = saved.ruleset
     query = str(saved.options.get("query", ""))
     data = QueryDict(query, mutable=True)
@@ -464,6 +463,8 @@ def saved_trace(request: HttpRequest, pk: int) -> HttpResponse:
         "error": traced.error,
         "stored_hops": saved.result.get("hops", []),
         "stored_verdict": saved.verdict,
+        "share": share_context(request, "t", saved),
+        "readonly": access.read_only(request, saved),
     }
     ctx.update(result_context(traced))
     ctx["changed"] = traced.trace is not None and (
