@@ -282,7 +282,7 @@ def _words(text: str) -> frozenset[str]:
 # Option arity.  Options not listed here take every following token that does
 # not look like an option, which keeps unknown extensions verbatim.
 _NO_VALUE = _words(
-    """--syn --rsource --rdest --set --rcheck --update --remove --reap --rttl
+    """--syn --socket-exists --rsource --rdest --set --rcheck --update --remove --reap --rttl
     --random --random-fully --persistent --physdev-is-bridged --physdev-is-in
     --physdev-is-out --limit-iface-in --limit-iface-out --notrack --log-uid
     --log-tcp-sequence --log-tcp-options --log-ip-options --log-macdecode
@@ -327,7 +327,7 @@ _ONE_VALUE = _words(
     --hashlimit-htable-max --hashlimit-htable-expire
     --hashlimit-htable-gcinterval --packets-gt --packets-lt --packets-eq
     --bytes-gt --bytes-lt --bytes-eq --tos --dscp --dscp-class --cgroup
-    --path --chunk-types --socket-exists --to --from
+    --path --chunk-types --to --from
     --reqid --spi --proto --mode --tunnel-src --tunnel-dst"""
 )
 

@@ -296,7 +296,7 @@ class _Walker:
         if reason:
             self._drop(packet, reason)
             return None, packet
-        route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
+        route = self.host.route(packet.dst, src=packet.src, mark=packet.mark, iif=packet.in_iface)
         if route.kind in ("local", "broadcast"):
             self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} is {route.kind} → INPUT")
             return "local", packet
@@ -346,7 +346,7 @@ class _Walker:
                 return f"loopback address on {iface}: dropped by the routing decision"
             if src.is_multicast:
                 return f"multicast source {src}: dropped"
-        route = self.host.route(dst, src=src, mark=packet.mark)
+        route = self.host.route(dst, src=src, mark=packet.mark, iif=iface)
         if route.kind in ("local", "broadcast") and self._source_invalid(packet):
             return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
         return ""
@@ -571,13 +571,18 @@ class _Walker:
             )
             outcome = evaluate_rule(rule, ctx)
             if outcome.result is not Result.MATCH:
-                uncertain = outcome.result is Result.UNKNOWN
+                unknown = outcome.result is Result.UNKNOWN
+                # An assumed miss (a random statistic draw, an empty `recent`
+                # list) is as uncertain as an unknown one.
+                uncertain = unknown or outcome.assumed
                 if uncertain:
                     self.uncertain.append((table_name, chain.name, rule.index))
+                note = ""
+                if unknown:
+                    note = "netviz cannot decide this rule, so the trace follows the not-matched branch"
                 self.steps.append(
                     self._rule_step(hook, rule, outcome.result, outcome.clause, outcome.reason,
-                                    None, packet, len(stack), uncertain,
-                                    "not matched: netviz cannot decide this rule, so it follows the not-matched branch" if uncertain else "")
+                                    None, packet, len(stack), uncertain, note)
                 )
                 index += 1
                 continue
