@@ -15,8 +15,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 
-class SignupForm(UserCreationForm):  # type: ignore[type-arg]
-    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined,misc]
+class SignupForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username",)
 

@@ -29,10 +29,11 @@ def share_url(kind: access.Kind, obj: Any) -> str:
 
 
 def share_context(request: HttpRequest, kind: access.Kind, obj: Any) -> dict[str, Any] | None:
-    """The share panel: shown to whoever may manage the object, and for an
-    anonymous public object (its link is no secret) without "Revoke"."""
+    """The share panel: shown to whoever may manage the object; and, without
+    "Revoke", on an anonymous public comparison or lesson, whose read-only
+    view (no authoring controls) is what a class is sent to."""
     can_revoke = access.owns(request, obj)
-    if not can_revoke and not (obj.owner_id is None and obj.is_public):
+    if not can_revoke and not (obj.owner_id is None and obj.is_public and kind in ("c", "l")):
         return None
     url = share_url(kind, obj)
     return {

@@ -24,10 +24,25 @@ def stranger(browser: Any, live_server: Any) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     wrapper = Page(page, live_server.url)
-    page.on("console", lambda m: wrapper.errors.append(f"console: {m.text} {m.location}") if m.type == "error" else None)
+
+    def guard(route: Any) -> None:
+        # As the `web` fixture: nothing leaves the live server.
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            wrapper.errors.append(f"blocked external request: {route.request.url}")
+            route.abort()
+
+    context.route("**/*", guard)
+    page.on("console", lambda m: wrapper.errors.append(f"console: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda exc: wrapper.errors.append(f"pageerror: {exc}"))
     page.on("response", lambda r: wrapper.errors.append(f"{r.status}: {r.url}") if r.status >= 400 else None)
-    page.on("dialog", lambda d: (wrapper.errors.append(f"dialog: {d.message}"), d.dismiss()))
+
+    def dialog(d: Any) -> None:
+        wrapper.errors.append(f"dialog: {d.message}")
+        d.dismiss()
+
+    page.on("dialog", dialog)
     page.set_default_timeout(15000)
     yield wrapper
     context.close()

@@ -190,3 +190,35 @@ def test_the_limit_comes_from_the_environment() -> None:
     )
     limit, data_limit = map(int, out.stdout.split())
     assert limit == 12345 and data_limit > limit
+
+
+# --- admin ----------------------------------------------------------------------------
+
+
+def test_staff_browse_search_and_moderate_in_the_admin(admin_client: Client, django_user_model: Any) -> None:
+    owner = django_user_model.objects.create_user("jill", password="x")
+    rs = store.store_ruleset(name="jill's node", source=demo_text("docker-host"), owner=owner)
+    trace = models.SavedTrace.objects.create(ruleset=rs, packet={}, title="jill's trace", owner=owner, is_public=False)
+    models.Comparison.objects.create(title="jill's cmp", left_ruleset=rs, right_ruleset=rs, owner=owner,
+                                     is_public=False)
+    lesson = models.Lesson.objects.create(title="jill's lesson", owner=owner, is_public=False)
+    models.LessonStep.objects.create(lesson=lesson, saved_trace=trace)
+    for model, title in (("ruleset", "jill's node"), ("savedtrace", "jill's trace"),
+                         ("comparison", "jill's cmp"), ("lesson", "jill's lesson"), ("hostprofile", None)):
+        page = admin_client.get(f"/admin/netviz/{model}/", {"q": "jill"})
+        assert page.status_code == 200, model
+        if title:
+            assert "jill&#x27;s" in page.content.decode(), model
+    assert admin_client.get(f"/admin/netviz/lesson/{lesson.pk}/change/").status_code == 200
+    old = rs.share_token
+    response = admin_client.post("/admin/netviz/ruleset/", {
+        "action": "revoke_links", "_selected_action": [rs.pk]})
+    assert response.status_code == 302
+    rs.refresh_from_db()
+    assert rs.share_token != old
+    admin_client.post("/admin/netviz/lesson/", {"action": "make_public", "_selected_action": [lesson.pk]})
+    lesson.refresh_from_db()
+    assert lesson.is_public
+    # Staff see private objects on the site too (moderation), strangers do not.
+    assert admin_client.get(reverse("netviz:saved_trace", args=[trace.pk])).status_code == 200
+    assert Client().get(reverse("netviz:saved_trace", args=[trace.pk])).status_code == 404
