@@ -9,6 +9,7 @@ it XML-escaped into the SVG.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote as url_quote
 
 from .graph import ChainKey, call_graph, chain_depths, empty_chains, unreachable_chains
 from .ruleset import Ruleset
@@ -39,6 +40,9 @@ def escape_dot_label(text: str) -> str:
             out.append("\\n")
         elif ch == "\t":
             out.append(" ")
+        elif ch == "&":
+            # graphviz decodes entities in labels: `&amp;` must stay literal.
+            out.append("&amp;")
         elif ch in "{}|<>":
             out.append("\\" + ch)
         elif ch in _CONTROL:
@@ -133,7 +137,9 @@ def callgraph_dot(
     unreachable = unreachable_chains(graph)
     empty = empty_chains(graph)
     depths = chain_depths(graph)
-    link = href or (lambda t, c: "#" + chain_anchor(t, c))
+    # Graphviz copies URLs into the SVG as they are: percent-encode the chain
+    # part so a name can never close the attribute.
+    link = href or (lambda t, c: "#" + url_quote(chain_anchor(t, c), safe="-_.~"))
 
     lines = [
         "digraph callgraph {",

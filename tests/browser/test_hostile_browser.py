@@ -264,9 +264,6 @@ def test_hostile_names_stay_text_everywhere(web: Page) -> None:
     assert json.dumps(guard.dialogs) == "[]"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/dot.py escape_dot_label leaves `&` alone, and graphviz decodes HTML entities in "
-    "plain labels: a chain named `&amp;` is drawn as `&` in the call graph"))
 def test_call_graph_keeps_entities_literally(web: Page) -> None:
     rs = store_ruleset(name="entities", source=HOSTILE_RULES, ipsets_source=HOSTILE_IPSETS)
     svg = web.page.request.get(web.base + f"/rulesets/{rs.pk}/callgraph.svg").text()
