@@ -14,6 +14,7 @@ down in `finally`, so replays can run back to back and concurrently.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
 import json
@@ -655,6 +656,20 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
         except subprocess.TimeoutExpired as exc:
             raise ReplayError("packet injection timed out") from exc
         result = _last_json(out)
+        if result.get("errno") in _REFUSED_BY_SOCKET and not arriving:
+            # The sending socket's own route lookup refused the packet
+            # (no route, broadcast without SO_BROADCAST): it never reached a
+            # netfilter hook, so there is nothing to trace.
+            _stop(monitor)
+            thread.join(timeout=1.0)
+            return KernelTrace(
+                hops=(),
+                verdict="DROP",
+                raw=(),
+                packets=(),
+                sent_with=f"refused by the socket: {result.get('error', '')}",
+                seconds=time.monotonic() - started,
+            )
         if "error" in result or helper.returncode != 0:
             detail = err.strip().splitlines()[-1:] if err.strip() else []
             raise ReplayError(f"injection failed: {result.get('error', '')} {' '.join(detail)}".strip())
@@ -695,6 +710,9 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
         sent_with=sent_with,
         seconds=time.monotonic() - started,
     )
+
+
+_REFUSED_BY_SOCKET = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EINVAL})
 
 
 def _finished(lines: list[str], pkt: dict[str, Any]) -> bool:
