@@ -1,11 +1,17 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic.base import RedirectView
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers ask for /favicon.ico on pages that name no icon (raw SVG,
+    # JSON); resolved per request so the static manifest is read at run time.
+    return HttpResponsePermanentRedirect(static("netviz/favicon.svg"))
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Browsers ask for /favicon.ico on pages that name no icon (raw SVG, JSON).
-    path("favicon.ico", RedirectView.as_view(url=static("netviz/favicon.svg"), permanent=True)),
+    path("favicon.ico", favicon),
     path("", include("netviz.web.urls")),
 ]
