@@ -6,7 +6,10 @@ PY=.venv/bin/python
 mkdir -p artifacts
 .venv/bin/ruff check netviz tests
 status=0
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+# The load test runs here in a short form (make bench runs the long one):
+# 30 clients against gunicorn on loopback, every request must succeed.
+NETVIZ_LOAD=${NETVIZ_LOAD:-1} NETVIZ_LOAD_SECONDS=${NETVIZ_LOAD_SECONDS:-15} \
+    .venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
 
 # The tests that use the database once more, against a throwaway PostgreSQL
 # (production runs several app servers on one PostgreSQL: docs/deploy.md).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .packet import Packet
 from .ruleset import Ruleset
@@ -45,6 +45,12 @@ class TraceState:
     statistic_seen: list[tuple[str, str, int, float, bool]] = field(default_factory=list)
     nth_counters: dict[tuple[str, str, int], int] = field(default_factory=dict)
     recent: dict[str, set[str]] = field(default_factory=dict)
+    # limit/hashlimit tokens taken in this trace: (table, chain, rule) or
+    # ("hashlimit", name, key) → how many evaluations took one.
+    limit_taken: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    # SET --add-set/--del-set done in this trace: set name → {element key:
+    # present}; set lookups later in the same trace see them.
+    set_changes: dict[str, dict[tuple[Any, ...], bool]] = field(default_factory=dict)
     # False walks every rule one by one (netviz/engine/index.py is not used);
     # the hops are the same either way.
     use_index: bool = True

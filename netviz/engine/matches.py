@@ -567,6 +567,8 @@ def _compile_l4(number: int, label: str) -> Compiler:
                 else:
                     mask_text, _, comp_text = opt.value.partition(" ")
                 out.append(_tcp_flags_checker(opt, _flag_set(mask_text), _flag_set(comp_text)))
+            elif name == "--tcp-option" and number == 6:
+                out.append(_tcp_option_checker(opt))
             elif name == "--syn" and number == 6:
                 # --syn ≡ --tcp-flags SYN,RST,ACK,FIN SYN (libxt_tcp).
                 out.append(_tcp_flags_checker(opt, frozenset({"SYN", "RST", "ACK", "FIN"}), frozenset({"SYN"})))
@@ -1083,10 +1085,43 @@ class _SetIndex:
                 self.wide.append((preds, member.nomatch))
         self.plens = [sorted(p, reverse=True) for p in plens]
 
-    def lookup(self, values: list[Any]) -> bool | None:
-        """None: no element; else the element's nomatch flag."""
-        choices: list[list[Any]] = []
+    def element_key(self, values: list[Any]) -> tuple[Any, ...]:
+        """The element a kernel-side add/del (SET target) of these packet
+        values touches: hash:net* use the set's most specific CIDR, or a
+        host prefix when it has none (INIT_CIDR in hash_net*_kadt)."""
+        out: list[Any] = []
         for kind, value, plens in zip(self.dims, values, self.plens, strict=True):
+            if kind == "net":
+                bits = value.max_prefixlen
+                plen = plens[0] if plens else bits
+                out.append((plen, int(value) & (((1 << bits) - 1) << (bits - plen)) & ((1 << bits) - 1)))
+            elif kind == "ip":
+                out.append(self._choices(kind, value, plens)[0])
+            elif kind == "mark":
+                out.append(value & self.markmask)
+            else:
+                out.append(value)
+        return tuple(out)
+
+    def _choices(self, kind: str, value: Any, plens: list[int]) -> list[Any]:
+        if kind == "ip" and self.netmask is not None:
+            bits = value.max_prefixlen
+            mask = (((1 << bits) - 1) << (bits - self.netmask)) & ((1 << bits) - 1)
+            return [int(value) & mask]
+        if kind == "ip":
+            return [int(value)]
+        return [value]
+
+    def lookup(self, values: list[Any], changes: dict[tuple[Any, ...], bool] | None = None) -> bool | None:
+        """None: no element; else the element's nomatch flag.  `changes`:
+        elements added (True) or deleted (False) earlier in this trace."""
+        if changes:
+            extra_plens = [sorted({k[i][0] for k in changes if kind == "net"} | set(p), reverse=True)
+                           for i, (kind, p) in enumerate(zip(self.dims, self.plens, strict=True))]
+        else:
+            extra_plens = self.plens
+        choices: list[list[Any]] = []
+        for kind, value, plens in zip(self.dims, values, extra_plens, strict=True):
             if kind == "net":
                 addr = int(value)
                 bits = value.max_prefixlen
@@ -1104,6 +1139,12 @@ class _SetIndex:
         # Most specific net combination first, as the hash:net* types try
         # their CIDRs from the longest (mtype_test_cidrs).
         for combo in itertools.product(*choices):
+            if changes and combo in changes:
+                if changes[combo]:
+                    # added by SET: a plain element, unless it already
+                    # existed (an add of an existing element changes nothing)
+                    return self.exact.get(combo, False)
+                continue
             hit = self.exact.get(combo)
             if hit is not None:
                 return hit
@@ -1290,7 +1331,8 @@ def set_lookup(
     except LookupError as exc:
         return None, str(exc)
     key = ",".join(shown)
-    nomatch = index.lookup(values)
+    changes = ctx.state.set_changes.get(ipset.name)
+    nomatch = index.lookup(values, changes)
     if nomatch is None:
         return False, f"{key} is not in {ipset.name}"
     if nomatch:
@@ -1302,6 +1344,30 @@ def set_lookup(
     if return_nomatch:
         return False, f"{key} is in {ipset.name}, but --return-nomatch reverses the result"
     return True, f"{key} is in {ipset.name}"
+
+
+def set_change(ctx: EvalContext, ipset: IPSet, flags: tuple[str, ...], add: bool) -> str:
+    """Apply SET --add-set/--del-set to this trace's view of `ipset`;
+    returns what happened in words."""
+    if ipset.method == "list":
+        return f"{ipset.name} is a list:set; netviz does not follow adds to its members"
+    index = _set_index(ipset, ctx.ruleset)
+    dims = index.dims
+    if len(flags) < len(dims):
+        # ip_set_add()/ip_set_del(): -IPSET_ERR_TYPE_MISMATCH, nothing changes
+        return f"{len(flags)} direction flag(s) for the {len(dims)} dimensions of {ipset.type}: nothing changes"
+    values: list[Any] = []
+    try:
+        for kind, flag in zip(dims, flags, strict=False):
+            value, text = _packet_dim(ctx, kind, flag)
+            if value is None:
+                return f"{text}: cannot be stored in {ipset.name}"
+            values.append(value)
+    except LookupError as exc:
+        return str(exc)
+    key = index.element_key(values)
+    ctx.state.set_changes.setdefault(ipset.name, {})[key] = add
+    return f"{'added to' if add else 'deleted from'} {ipset.name}"
 
 
 # -- statistic ---------------------------------------------------------------------
@@ -1405,20 +1471,72 @@ def _compile_recent(match: Match) -> list[Checker]:
 
 def _compile_limit(match: Match) -> list[Checker]:
     clause = match.text()
-    why = "assuming the rate limit is not exceeded (first packet)"
-    if match.option("--hashlimit-above") is not None:
-        # --hashlimit-above matches only once the bucket is exhausted.
-        return [_const(_no(clause, why, assumed=True))]
-    return [_const(_assume(clause, why))]
+    if match.module == "limit":
+        burst_opt = match.option("--limit-burst")
+        burst = int(burst_opt.value) if burst_opt else 5
+        above = False
+        mode: tuple[str, ...] = ()
+        name = ""
+    else:
+        burst_opt = match.option("--hashlimit-burst")
+        burst = int(burst_opt.value) if burst_opt else 5
+        above = match.option("--hashlimit-above") is not None
+        mode_opt = match.option("--hashlimit-mode")
+        mode = tuple(mode_opt.value.split(",")) if mode_opt else ()
+        name_opt = match.option("--hashlimit-name")
+        name = name_opt.value if name_opt else ""
+        if any(o.name.endswith(("-srcmask", "-dstmask")) for o in match.options) or any(
+            o.name in ("--hashlimit-upto", "--hashlimit-above") and "b/" in o.value for o in match.options
+        ):
+            # masks and byte rates change the bucket key/cost: stay honest.
+            return [_const(_assume(clause, "assuming the rate limit is not exceeded (first packet)"))]
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        p = ctx.packet
+        if match.module == "limit":
+            key: tuple[Any, ...] = ("limit", ctx.table, ctx.chain, ctx.rule_index)
+        else:
+            fields = {"srcip": str(p.src), "dstip": str(p.dst), "srcport": p.sport, "dstport": p.dport}
+            key = ("hashlimit", name, tuple(fields.get(m) for m in mode))
+        # The bucket starts full with `burst` tokens (xt_limit/nft_limit,
+        # xt_hashlimit rateinfo_init); each evaluation that finds a token
+        # takes one.  Within one packet's traversal (microseconds) nothing
+        # is refilled, so a rule met again after `burst` hits is over the rate.
+        taken = ctx.state.limit_taken.get(key, 0)
+        within = taken < burst
+        if within:
+            ctx.state.limit_taken[key] = taken + 1
+        why = (f"{clause}: token {taken + 1} of a burst of {burst} (assuming the bucket was full before this packet)"
+               if within else f"{clause}: the burst of {burst} is used up by earlier evaluations in this trace")
+        hit = within != above
+        if hit:
+            return MatchOutcome(MATCH, clause, why, assumed=True)
+        return _no(clause, why, assumed=True)
+
+    return [check]
 
 
 def _compile_connlimit(match: Match) -> list[Checker]:
     clause = match.text()
     above = match.option("--connlimit-above")
-    if above is not None:
-        # With only this connection counted, "above N" (N ≥ 1) is false.
-        return [_const(_no(clause, "assuming this is the only connection from the address", assumed=True))]
-    return [_const(_assume(clause, "assuming this is the only connection from the address"))]
+    upto = match.option("--connlimit-upto")
+    opt = above or upto
+    if opt is None:
+        return [_const(_unknown(clause, "-m connlimit without --connlimit-above/--connlimit-upto"))]
+    try:
+        limit = int(opt.value)
+    except ValueError:
+        return [_const(_unknown(clause, f"cannot read {opt.text()}"))]
+    # connlimit_mt(): nf_conncount_count() inserts the packet's own tuple
+    # before counting, so a first packet counts 1 connection (its own);
+    # the result is `(1 > limit) ^ invert`, --connlimit-upto setting invert.
+    hit = limit < 1 if above is not None else limit >= 1
+    if opt.negated:
+        hit = not hit
+    why = f"{clause}: assuming this is the only connection from the address (count 1)"
+    if hit:
+        return [_const(_assume(clause, why))]
+    return [_const(_no(clause, why, assumed=True))]
 
 
 # -- small header matches -------------------------------------------------------------
@@ -1561,7 +1679,13 @@ def _compile_mac(match: Match) -> list[Checker]:
             return _no(clause, f"{clause}: the packet has no source MAC (locally generated)")
         mac = ctx.packet.get_extra("mac")
         if mac is None:
-            return _unknown(clause, f"{clause}: the packet's source MAC is not given")
+            # Not given: the sender is taken to be some other host, whose
+            # MAC is not the one named (a rule naming a MAC singles out one
+            # machine).  Assumed, so the trace says it rests on a guess.
+            why = f"{clause}: the packet's source MAC is not given; assuming another host's"
+            if neg:
+                return _assume(clause, why)
+            return _no(clause, why, assumed=True)
         if (str(mac).lower() == want) != neg:
             return None
         return _no(clause, f"{clause}: source MAC is {mac}")
@@ -1583,6 +1707,7 @@ def _compile_owner(match: Match) -> list[Checker]:
             if all_negated:
                 return None
             return _no(clause, f"{clause}: the packet has no local socket")
+        any_assumed = False
         for o in opts:
             if o.name == "--suppl-groups":
                 continue
@@ -1592,13 +1717,20 @@ def _compile_owner(match: Match) -> list[Checker]:
             else:
                 key = "uid" if o.name == "--uid-owner" else "gid"
                 have = ctx.packet.get_extra(key)
+                assumed = have is None
                 if have is None:
-                    return _unknown(o.text(), f"{o.text()}: the packet's {key} is not given")
+                    # Not given: the sending process is taken to run as root,
+                    # as the kernel check's sockets (and most daemons) do.
+                    have = 0
                 lo, hi = _id_range(o.value)
                 hit = _id_in(have, lo, hi)
-                shown = f"{key} is {have}"
+                shown = f"{key} is {have}" + (" (assumed: not given, root)" if assumed else "")
+                if assumed:
+                    any_assumed = True
             if hit == o.negated:
-                return _no(o.text(), f"{o.text()}: {shown}")
+                return _no(o.text(), f"{o.text()}: {shown}", assumed=any_assumed)
+        if any_assumed:
+            return _assume(clause, f"{clause}: the sender's uid/gid is not given; assuming root (0)")
         return None
 
     return [check]
@@ -1658,7 +1790,10 @@ def _compile_rpfilter(match: Match) -> list[Checker]:
             # is the input interface, or any device with --loose.
             route = ctx.host.route(p.src, mark=p.mark if validmark else 0)
             if route.kind == "local" and accept_local:
-                ok, why = True, f"{p.src} is local (--accept-local)"
+                # rpfilter_lookup_reverse(): a local route is allowed, but its
+                # device must still be the input one (or --loose).
+                ok = route.dev == iface or loose
+                why = f"{p.src} is local (--accept-local) via {route.dev}" + ("" if ok else f", packet came in on {iface}")
             elif route.kind != "unicast":
                 ok, why = False, f"reverse route to {p.src} is {route.kind}"
             elif route.dev == iface or loose:
@@ -1731,6 +1866,176 @@ def _compile_policy(match: Match) -> list[Checker]:
     return [_const(_no(clause, f"{clause}: the packet is not IPsec-processed"))]
 
 
+# -- devgroup / ecn / tcpmss / connbytes ---------------------------------------
+
+
+def _compile_devgroup(match: Match) -> list[Checker]:
+    out: list[Checker] = []
+    for opt in match.options:
+        if opt.name not in ("--src-group", "--dst-group"):
+            out.append(_const(_unknown(opt.text(), f"netviz does not evaluate {opt.name}")))
+            continue
+        value, mask = _value_mask(opt.value)
+        out.append(_devgroup_checker(opt, value, mask, opt.name == "--src-group"))
+    return out
+
+
+def _devgroup_checker(opt: Option, value: int, mask: int, src: bool) -> Checker:
+    clause = opt.text()
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        name = in_name(ctx) if src else out_name(ctx)
+        # devgroup_mt(): ((group ^ value) & mask) compared with 0.  Every
+        # device is in group 0 ("default") unless `ip link set group` says
+        # otherwise; the host profile has no groups.
+        group = 0
+        hit = ((group ^ value) & mask) == 0
+        why = f"{clause}: {name or 'the device'} is assumed in group {group} (default)"
+        if hit != opt.negated:
+            return MatchOutcome(MATCH, clause, why, assumed=True)
+        return _no(clause, why, assumed=True)
+
+    return check
+
+
+def _compile_ecn(match: Match) -> list[Checker]:
+    out: list[Checker] = []
+    for opt in match.options:
+        clause = opt.text()
+        if opt.name == "--ecn-ip-ect":
+            # ecn_mt_ip(): (tos & INET_ECN_MASK) == ip_ect
+            out.append(_masked_checker(opt, int(opt.value), 0x3, lambda p: p.tos, "ECN field (TOS & 3)"))
+        elif opt.name in ("--ecn-tcp-cwr", "--ecn-tcp-ece"):
+            flag = "CWR" if opt.name == "--ecn-tcp-cwr" else "ECE"
+            out.append(_proto_guard(6, "tcp", clause))
+            out.append(_tcp_flag_checker(opt, flag))
+        else:
+            out.append(_const(_unknown(clause, f"netviz does not evaluate {opt.name}")))
+    return out
+
+
+def _tcp_flag_checker(opt: Option, flag: str) -> Checker:
+    clause = opt.text()
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        if (flag in ctx.packet.tcp_flags) != opt.negated:
+            return None
+        return _no(clause, f"{clause}: {flag} is {'set' if flag in ctx.packet.tcp_flags else 'clear'}")
+
+    return check
+
+
+# What Linux puts in a SYN (and the kernel check's hand-built TCP headers
+# carry whenever the segment has room): MSS, SACK permitted, timestamps, NOP,
+# window scale -- 20 bytes of options.
+LINUX_TCP_OPTIONS = (2, 4, 8, 1, 3)
+
+
+def tcp_options(ctx: EvalContext) -> tuple[tuple[int, ...], int | None, bool]:
+    """(option kinds, MSS, assumed) of the packet's TCP header."""
+    p = ctx.packet
+    given = p.get_extra("tcp_options")
+    if given is not None:
+        kinds = tuple(int(k) for k in given)
+        mss = p.get_extra("mss")
+        return kinds, (int(mss) if mss is not None else (1460 if 2 in kinds else None)), False
+    head = 20 if p.family is Family.IPV4 else 40
+    if p.length - head < 40:
+        return (), None, True
+    mss = 1460
+    if p.is_local_origin and p.tcp_flags == frozenset({"SYN"}) and p.length == head + 40:
+        # A socket's SYN advertises the route MTU minus the headers:
+        # 65495 over lo (MTU 65536), 1460/1440 over a 1500-byte link.
+        out = ctx.packet.out_iface or ""
+        if out == "lo" or ctx.packet.in_iface == "lo":
+            mss = 65536 - head - 20
+        elif p.family is not Family.IPV4:
+            mss = 1440
+    return LINUX_TCP_OPTIONS, mss, True
+
+
+def _tcp_option_checker(opt: Option) -> Checker:
+    clause = opt.text()
+    kind = int(opt.value)
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        kinds, _, assumed = tcp_options(ctx)
+        have = kind in kinds
+        why = f"{clause}: options {','.join(map(str, kinds)) or 'none'}" + (" (assumed Linux defaults)" if assumed else "")
+        if have != opt.negated:
+            return MatchOutcome(MATCH, clause, why, assumed=assumed)
+        return _no(clause, why, assumed=assumed)
+
+    return check
+
+
+def _compile_tcpmss(match: Match) -> list[Checker]:
+    opt = match.option("--mss")
+    if opt is None:
+        return [_const(_unknown(match.text(), "-m tcpmss without --mss"))]
+    lo, hi = parse_port_range(opt.value)
+    clause = opt.text()
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        if ctx.packet.proto != 6:
+            return _no(clause, f"{clause}: not TCP")
+        _, mss, assumed = tcp_options(ctx)
+        if mss is None:
+            # tcpmss_mt(): no MSS option → `return info->invert`
+            hit = opt.negated
+            why = f"{clause}: the segment has no MSS option"
+        else:
+            hit = (lo <= mss <= hi) != opt.negated
+            why = f"{clause}: MSS is {mss}" + (" (assumed Linux default)" if assumed else "")
+        if hit:
+            return MatchOutcome(MATCH, clause, why, assumed=assumed)
+        return _no(clause, why, assumed=assumed)
+
+    return [check]
+
+
+def _compile_connbytes(match: Match) -> list[Checker]:
+    opt = match.option("--connbytes")
+    dir_opt = match.option("--connbytes-dir")
+    mode_opt = match.option("--connbytes-mode")
+    clause = match.text()
+    if opt is None or dir_opt is None or mode_opt is None:
+        return [_const(_unknown(clause, "-m connbytes needs --connbytes, --connbytes-dir and --connbytes-mode"))]
+    first, _, last = opt.value.partition(":")
+    lo = int(first or 0)
+    hi = int(last) if last else 2**64 - 1
+    if opt.negated:
+        # libxt_connbytes stores `! a:b` as from=b, to=a.
+        lo, hi = hi, lo
+    direction = dir_opt.value.lower()
+    mode = mode_opt.value.lower()
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        ct, state = ct_view(ctx.packet)
+        if ct is None:
+            return _no(clause, f"{clause}: no conntrack entry ({state})")
+        # nf_conntrack_in() accounted this first packet in the original
+        # direction (__nf_ct_refresh_acct: packets 1, bytes = skb->len).
+        packets = {"original": 1, "reply": 0, "both": 1}[direction]
+        nbytes = ctx.packet.length if direction != "reply" else 0
+        if mode == "packets":
+            what = packets
+        elif mode == "bytes":
+            what = nbytes
+        else:
+            what = nbytes // packets if packets else 0
+        if hi >= lo:
+            hit = lo <= what <= hi
+        else:
+            hit = what < hi or what > lo
+        why = f"{clause}: the connection has {packets} packet(s), {nbytes} bytes (this first packet)"
+        if hit:
+            return MatchOutcome(MATCH, clause, why, assumed=True)
+        return _no(clause, why, assumed=True)
+
+    return [check]
+
+
 def _compile_always(why: str) -> Compiler:
     def compile_(match: Match) -> list[Checker]:
         return []
@@ -1794,7 +2099,7 @@ COMPILERS: dict[str, Compiler] = {
     "policy": _compile_policy,
     "ipv6header": _compile_unknown("netviz does not model IPv6 extension-header layouts"),
     "socket": _compile_unknown("depends on the host's open sockets"),
-    "devgroup": _compile_unknown("interface groups are not part of the host profile"),
+    "devgroup": _compile_devgroup,
     "u32": _compile_unknown("netviz does not evaluate raw u32 byte tests"),
     "cgroup": _compile_unknown("depends on the sending process's cgroup"),
     "cpu": _compile_unknown("depends on the CPU handling the packet"),
@@ -1802,9 +2107,9 @@ COMPILERS: dict[str, Compiler] = {
     "time": _compile_unknown("depends on the time of day"),
     "string": _compile_unknown("depends on the packet payload"),
     "bpf": _compile_unknown("netviz does not run BPF programs"),
-    "connbytes": _compile_unknown("depends on the connection's byte counters"),
-    "tcpmss": _compile_unknown("depends on the TCP MSS option"),
-    "ecn": _compile_unknown("netviz does not model ECN bits"),
+    "connbytes": _compile_connbytes,
+    "tcpmss": _compile_tcpmss,
+    "ecn": _compile_ecn,
     "realm": _compile_unknown("depends on routing realms"),
     "cluster": _compile_unknown("depends on cluster node hashing"),
     "ipvs": _compile_unknown("depends on IPVS state"),

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from netviz.engine.extcheck import check_rule, clear_check_cache
+from netviz.engine.extcheck import KNOWN_MATCHES, check_rule, clear_check_cache
 from netviz.engine.ruleset import (
     BUILTIN_CHAINS,
     Chain,
@@ -653,13 +653,241 @@ _V6_MODULES = frozenset({"icmp6", "hl", "rt", "mh", "ipv6header", "frag", "hbh",
 _V4_MODULES = frozenset({"icmp", "ttl"})
 
 
+# --- shapes: replaying an earlier line's option routing ----------------------
+#
+# The lines of a large dump come in a few hundred shapes: kube-proxy writes
+# tens of thousands of `-A KUBE-SEP-… -p tcp -m comment --comment "…" -m tcp
+# -j DNAT --to-destination …` that differ only in their values.  Everything
+# _parse_spec decides besides the values themselves (which clause an option
+# belongs to, how many values it takes, where a `!` applies, which clues hint
+# at IPv4 or IPv6) is a function of
+#   - the text of each token that starts with "-" and of each `!`,
+#   - which tokens were quoted,
+#   - the -m module names and the -p protocol (checked through _Plan.exact),
+# and, for every other token, only of it not starting with "-" (_is_value).
+# The shape key of a line keeps the text of each token found in _known and
+# None for the others; a line whose unquoted tokens starting with "-" are all
+# in _known (counted: _Plan.dashes) is therefore parsed exactly like the line
+# a plan was recorded from.  The first line of a shape goes through
+# _parse_spec, which records in a _Plan where every clause took its values
+# from; later lines replay it and redo only what depends on values (address
+# and interface checks, counters, interning).  A value the replay does not
+# accept sends the line back to _parse_spec, which raises the error exactly as
+# it always does.
+
+_KNOWN_BASE: dict[str, str] = {
+    t: t
+    for t in (
+        "!",
+        *_KIND,
+        *_ARITY,
+        *(o for opts in _MODULE_OPTIONS.values() for o in opts),
+        *KNOWN_MATCHES,
+        *_MODULE_OPTIONS,
+        *_IMPLICIT_MODULE.values(),
+        *_PROTO_NUMBERS,
+    )
+}
+# grows by every option-like token of a recorded line (more tokens known only
+# makes keys more specific); reset after each parse
+_known: dict[str, str] = dict(_KNOWN_BASE)
+_plans: dict[tuple[object, ...], _Plan] = {}
+_PLAN_LIMIT = 20_000
+# _add_rules uses plans (and _command_line its quick tokenizer) only while
+# this is true; the equivalence tests turn it off to get the reference parse.
+_SHORTCUTS = True
+
+# _Plan.basic entries: a fixed Option, an -s/-d address list, an -i/-o name
+_B_CONST, _B_ADDR, _B_IFACE = range(3)
+_TARGET_SLOT = -1
+
+
+class _Plan:
+    __slots__ = (
+        "basic",
+        "cacheable",
+        "counters_tok",
+        "dashes",
+        "exact",
+        "goto",
+        "matches",
+        "ops",
+        "sets",
+        "target_ops",
+        "target_tok",
+        "v4",
+        "v4_fixed",
+        "v6",
+        "v6_fixed",
+        "v6_reject",
+    )
+
+    def __init__(self) -> None:
+        self.exact: list[tuple[int, str]] = []  # (token, text) a replayed line must have too
+        self.basic: list[tuple[int, str, bool, int, Option | None]] = []  # (kind, name, negated, token, fixed)
+        # while recording: (destination list, name, negated, first value token, value count)
+        self.ops: list[tuple[list[Option], str, bool, int, int]] = []
+        self.matches: tuple[tuple[str, tuple[tuple[str, bool, int, int], ...]], ...] = ()
+        self.target_ops: tuple[tuple[str, bool, int, int], ...] = ()
+        self.target_tok = -1
+        self.goto = False
+        self.counters_tok = -1
+        self.sets: list[int] = []  # tokens naming an ipset
+        self.v6_fixed: list[int] = []
+        self.v6_reject: list[tuple[int, int]] = []  # (--reject-with token, its value token)
+        self.v4_fixed: list[int] = []
+        self.v6 = -1
+        self.v4 = -1
+        self.dashes = 0
+        self.cacheable = True
+
+    def option(self, dest: list[Option], name: str, negated: bool, tok: int, end: int, count: int, inline: bool) -> None:
+        if inline:
+            # `--dport=80`: the value is part of the option token
+            self.cacheable = False
+            return
+        first = end - count
+        self.ops.append((dest, name, negated, first, count))
+        if name in _SET_OPTIONS:
+            self.sets.append(first)
+        elif name == "--icmpv6-type":
+            self.v6_fixed.append(tok)
+        elif name == "--reject-with" and count:
+            self.v6_reject.append((tok, first))
+
+    def finish(self, matches: list[tuple[str, list[Option]]], target_opts: list[Option]) -> None:
+        groups: dict[int, list[tuple[str, bool, int, int]]] = {}
+        for dest, name, negated, first, count in self.ops:
+            groups.setdefault(id(dest), []).append((name, negated, first, count))
+        self.matches = tuple((mod, tuple(groups.get(id(opts), ()))) for mod, opts in matches)
+        self.target_ops = tuple(groups.get(id(target_opts), ()))
+        self.ops = []
+        # _parse_spec keeps the first clue; clues come in token order
+        self.v6 = min(self.v6_fixed, default=-1)
+        self.v4 = min(self.v4_fixed, default=-1)
+
+
+def _unquoted_dashes(toks: list[str], quoted: set[int]) -> int:
+    return sum(1 for k, t in enumerate(toks) if t[:1] == "-" and k not in quoted)
+
+
+def _planned_spec(toks: list[str], quoted: set[int], dashes: int) -> _Spec | None:
+    """_parse_spec(toks, quoted, 2) through the plan of the line's shape, or
+    None when the line has to go through _parse_spec itself."""
+    if not quoted:
+        qkey: object = -1
+    elif len(quoted) == 1:
+        qkey = next(iter(quoted))
+    else:
+        return None
+    kget = _known.get
+    key = (qkey, *map(kget, toks))
+    plan = _plans.get(key)
+    if plan is not None:
+        if dashes < 0:
+            dashes = _unquoted_dashes(toks, quoted)
+        if dashes != plan.dashes:
+            return None
+        return _replay(plan, toks)
+    if len(_plans) >= _PLAN_LIMIT:
+        return None
+    rec = _Plan()
+    spec = _parse_spec(toks, quoted, 2, rec)
+    if rec.cacheable:
+        for k, t in enumerate(toks):
+            if t[:1] == "-" and k not in quoted and t not in _known:
+                _known[t] = t
+        rec.dashes = _unquoted_dashes(toks, quoted)
+        _plans[(qkey, *map(kget, toks))] = rec
+    return spec
+
+
+def _replay(plan: _Plan, toks: list[str]) -> _Spec | None:
+    for k, text in plan.exact:
+        if toks[k] != text:
+            return None
+    basic: dict[str, Option] = {}
+    saddrs: list[str] = []
+    daddrs: list[str] = []
+    addr_family = 0
+    addr_tok = -1
+    for kind, name, negated, j, fixed in plan.basic:
+        if kind == _B_CONST:
+            assert fixed is not None
+            basic[name] = fixed
+            continue
+        value = toks[j]
+        if kind == _B_ADDR:
+            out = saddrs if name == "-s" else daddrs
+            for part in value.split(","):
+                try:
+                    addr, fam = _norm_addr(part)
+                except ValueError:
+                    return None
+                if addr_family == 0:
+                    addr_family = fam
+                    addr_tok = j
+                elif fam != addr_family:
+                    return None
+                out.append(addr)
+            basic[name] = _option(name, (), negated)
+        else:
+            if len(value) >= _IFNAMSIZ:
+                return None
+            if value != "+" or negated:
+                basic[name] = _option(name, (value,), negated)
+    cache = _opt_cache
+    built: list[Match] = []
+    for module, ops in plan.matches:
+        opts: list[Option] = []
+        for name, negated, first, count in ops:
+            values = (toks[first],) if count == 1 else tuple(toks[first : first + count])
+            opt = cache.get((name, values, negated))
+            opts.append(opt if opt is not None else _option(name, values, negated))
+        built.append(Match(module, tuple(opts)))
+    target = None
+    if plan.target_tok >= 0:
+        topts: list[Option] = []
+        for name, negated, first, count in plan.target_ops:
+            values = (toks[first],) if count == 1 else tuple(toks[first : first + count])
+            opt = cache.get((name, values, negated))
+            topts.append(opt if opt is not None else _option(name, values, negated))
+        target = _target(toks[plan.target_tok], tuple(topts), plan.goto)
+    counters = None
+    if plan.counters_tok >= 0:
+        pk, by = toks[plan.counters_tok], toks[plan.counters_tok + 1]
+        if not (pk.isdigit() and by.isdigit()):
+            return None
+        counters = Counters(int(pk), int(by))
+    v6_hint = plan.v6
+    for tok, first in plan.v6_reject:
+        if toks[first][:5] == "icmp6" and (v6_hint < 0 or tok < v6_hint):
+            v6_hint = tok
+    return (
+        basic,
+        tuple(built),
+        target,
+        plan.target_tok,
+        counters,
+        saddrs,
+        daddrs,
+        addr_family,
+        addr_tok,
+        v6_hint,
+        plan.v4,
+        [(toks[k], k) for k in plan.sets],
+    )
+
+
 def _is_value(tok: str) -> bool:
     # a following token is an option value unless it looks like an option
     # (negative numbers such as "-1" are values)
     return tok[:1] != "-" or len(tok) == 1 or tok[1].isdigit()
 
 
-def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
+def _parse_spec(toks: list[str], quoted: set[int], i: int, rec: _Plan | None = None) -> _Spec:
+    # `rec`, when given, records where each clause took its values from, so
+    # later lines of the same shape can be replayed (see _Plan)
     n = len(toks)
     basic: dict[str, Option] = {}
     matches: list[tuple[str, list[Option]]] = []
@@ -794,6 +1022,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 sets.append((values[0], j - len(values)))
             elif name[:8] == "--icmpv6" or (name == "--reject-with" and values and values[0][:5] == "icmp6"):
                 v6_hint = i if v6_hint < 0 else v6_hint
+            if rec is not None:
+                rec.option(dest, name, negated, i, j, len(values), bool(eq))
             key = (name, values, negated)
             opt = opt_cache.get(key)
             if opt is None:
@@ -811,6 +1041,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             if basic_name == "-f":
                 basic["-f"] = _option("-f", (), negated)
                 v4_hint = i if v4_hint < 0 else v4_hint
+                if rec is not None:
+                    rec.basic.append((_B_CONST, "-f", negated, -1, basic["-f"]))
+                    rec.v4_fixed.append(i)
                 i += 1
                 continue
             j = i + 1
@@ -836,6 +1069,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     out.append(addr)
                 # the address itself is filled in by _expand
                 basic[basic_name] = _option(basic_name, (), negated)
+                if rec is not None:
+                    rec.basic.append((_B_ADDR, basic_name, negated, j, None))
             elif basic_name == "-p":
                 p = value.lower()
                 if p.isdigit():
@@ -858,12 +1093,21 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                     if num == 58:
                         v6_hint = j if v6_hint < 0 else v6_hint
                 proto = p if num else ""
+                if rec is not None:
+                    # the protocol steers option routing: replay only the same one
+                    rec.exact.append((j, value))
+                    if num:
+                        rec.basic.append((_B_CONST, "-p", negated, -1, basic["-p"]))
+                    if num == 58:
+                        rec.v6_fixed.append(j)
             else:  # -i / -o
                 if len(value) >= _IFNAMSIZ:
                     raise _Err(j, f'interface name "{value}" is longer than 15 characters')
                 # `-i +` matches every interface; iptables-save omits it
                 if value != "+" or negated:
                     basic[basic_name] = _option(basic_name, (value,), negated)
+                if rec is not None:
+                    rec.basic.append((_B_IFACE, basic_name, negated, j, None))
             i = j + 1
         elif kind == _K_MATCH:
             if neg >= 0:
@@ -871,6 +1115,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             if i + 1 >= n:
                 raise _Err(i + 1, "-m requires a module name")
             cur_module = toks[i + 1]
+            if rec is not None:
+                rec.exact.append((i + 1, cur_module))
             if cur_module == "comment" and i + 3 < n and toks[i + 2] == "--comment" and toks[i + 3] != "!":
                 # `-m comment --comment TEXT` is on nearly every rule of a
                 # kube-proxy or Calico dump: the general path, in one step
@@ -882,6 +1128,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
                 cur = [opt]
                 owned = _COMMENT_OPTIONS
                 matches.append(("comment", cur))
+                if rec is not None:
+                    rec.option(cur, "--comment", False, i + 2, i + 4, 1, False)
                 i += 4
                 continue
             cur = []
@@ -889,8 +1137,12 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             matches.append((cur_module, cur))
             if cur_module in _V6_MODULES:
                 v6_hint = i + 1 if v6_hint < 0 else v6_hint
+                if rec is not None:
+                    rec.v6_fixed.append(i + 1)
             elif cur_module in _V4_MODULES:
                 v4_hint = i + 1 if v4_hint < 0 else v4_hint
+                if rec is not None:
+                    rec.v4_fixed.append(i + 1)
             i += 2
         elif kind == _K_JUMP or kind == _K_GOTO:
             if neg >= 0:
@@ -902,6 +1154,9 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             target_name = toks[i + 1]
             target_goto = kind == _K_GOTO
             target_tok = i + 1
+            if rec is not None:
+                rec.target_tok = i + 1
+                rec.goto = kind == _K_GOTO
             cur = target_opts
             cur_module = target_name
             owned = None  # everything after -j belongs to the target
@@ -915,6 +1170,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
             if not (pk.isdigit() and by.isdigit()):
                 raise _Err(i + 1, f'bad counters "{pk} {by}"')
             counters = Counters(int(pk), int(by))
+            if rec is not None:
+                rec.counters_tok = i + 1
             i += 3
         else:
             raise _Err(i, "-t is not allowed in restore input (the *table line sets the table)")
@@ -923,6 +1180,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int) -> _Spec:
     target = None
     if target_name is not None:
         target = _target(target_name, tuple(target_opts), target_goto)
+    if rec is not None:
+        rec.finish(matches, target_opts)
     return (
         basic,
         tuple([Match(mod, tuple(opts)) for mod, opts in matches]),
@@ -1045,6 +1304,9 @@ def _gc_paused() -> Iterator[None]:
         _opt_cache.clear()
         _target_cache.clear()
         _addr_cache.clear()
+        _plans.clear()
+        _known.clear()
+        _known.update(_KNOWN_BASE)
         clear_check_cache()
         gc.freeze()
         gc.unfreeze()
@@ -1260,10 +1522,38 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
         offset += lead
         body = body[lead:]
     stripped = body.rstrip()
+    # unquoted tokens starting with "-", for _planned_spec (-1: not counted)
+    dashes = -1
     try:
-        if '"' not in body:
+        if _SHORTCUTS and body.isascii() and body.isprintable() and "\\" not in body:
+            # printable ASCII has no tab and no other blank than " ", so
+            # str.split() cuts exactly where iptables does; a line whose
+            # only quotes enclose one whole token (`--comment "a b"`) is
+            # three such pieces
+            quotes = body.count('"')
+            if quotes == 0:
+                toks = body.split()
+                quoted: set[int] = set()
+                dashes = body.count(" -") + (body[0] == "-")
+            elif quotes == 2:
+                head, inside, tail = body.split('"')
+                if head[-1:] == " " and tail[:1] in ("", " "):
+                    toks = head.split()
+                    quoted = {len(toks)}
+                    toks.append(inside)
+                    toks += tail.split()
+                    dashes = head.count(" -") + (head[0] == "-") + tail.count(" -")
+                else:
+                    toks, quoted = _tokenize_quoted(body)
+            elif quotes % 2 == 0:
+                toks, quoted = _tokenize_quoted(body)
+            else:
+                toks, _, quoted, unterminated = _tokenize_exact(body)
+                if unterminated >= 0:
+                    raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
+        elif '"' not in body:
             toks = _split(body)
-            quoted: set[int] = set()
+            quoted = set()
         elif "\\" not in body and body.count('"') % 2 == 0:
             toks, quoted = _tokenize_quoted(body)
         else:
@@ -1272,7 +1562,7 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
                 raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
         if toks and toks[0] == "-A" and len(toks) > 1 and (fast := st.chains.get(toks[1])) is not None:
             # the one verb of iptables-save output: straight to the rule
-            _add_rules(st, lineno, raw, offset, stripped, toks, quoted, counters, fast, "-A", 0, 2)
+            _add_rules(st, lineno, raw, offset, stripped, toks, quoted, counters, fast, "-A", 0, 2, dashes)
         else:
             _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
     except _Err as e:
@@ -1423,7 +1713,11 @@ def _add_rules(
     verb: str,
     rulenum: int,
     i: int,
+    dashes: int = -1,
 ) -> None:
+    spec = _planned_spec(toks, quoted, dashes) if _SHORTCUTS and i == 2 and verb == "-A" else None
+    if spec is None:
+        spec = _parse_spec(toks, quoted, i)
     (
         basic,
         matches,
@@ -1437,7 +1731,7 @@ def _add_rules(
         v6_hint,
         v4_hint,
         sets,
-    ) = _parse_spec(toks, quoted, i)
+    ) = spec
     if spec_counters is not None:
         counters = spec_counters
     proto_opt = basic.get("-p")

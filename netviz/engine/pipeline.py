@@ -232,6 +232,9 @@ class _Walker:
         )
 
     def _arriving(self, packet: Packet) -> tuple[str, str, Packet]:
+        # skb->pkt_type is fixed by the link-layer destination on arrival;
+        # DNAT in PREROUTING does not change it.
+        l2_host = self._arrived_as_host(packet)
         verdict, packet = self._hook("PREROUTING", packet)
         if verdict != "ACCEPT":
             return "input", "DROP", packet
@@ -241,6 +244,13 @@ class _Walker:
         if decision == "local":
             verdict, packet = self._hook("INPUT", packet)
             return "input", verdict, packet
+        if not l2_host:
+            # ip_forward()/ip6_forward(): `if (skb->pkt_type != PACKET_HOST)
+            # goto drop;` -- a frame sent to a broadcast or multicast link
+            # address is never forwarded, even when DNAT made its IP
+            # destination a unicast one.
+            self._drop(packet, "the frame was link-layer broadcast/multicast (pkt_type not PACKET_HOST): ip_forward drops it before FORWARD")
+            return "forward", "DROP", packet
         if packet.ttl <= 1:
             # ip_forward(): TTL/hop limit exhausted → ICMP time exceeded,
             # dropped before the FORWARD hook is called.
@@ -324,6 +334,25 @@ class _Walker:
         self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} {self._describe_route(route)} → FORWARD")
         return "forward", packet
 
+    def _arrived_as_host(self, packet: Packet) -> bool:
+        given = packet.get_extra("pkt_type")
+        if given is not None:
+            return str(given).lower() in ("host", "unicast")
+        # What a sender on the link uses: the broadcast MAC for the limited
+        # broadcast and the interface's subnet broadcast, a group MAC for
+        # multicast (RFC 1112 / RFC 2464).
+        dst = packet.dst
+        if dst.is_multicast:
+            return False
+        if packet.family is Family.IPV4:
+            if dst == ipaddress.IPv4Address("255.255.255.255"):
+                return False
+            iface = self.host.interface(packet.in_iface or "")
+            for addr in iface.family_addrs(4) if iface is not None else ():
+                if addr.network.prefixlen < 31 and dst == addr.network.broadcast_address:
+                    return False
+        return True
+
     def _martian(self, packet: Packet) -> str:
         src, dst, iface = packet.src, packet.dst, packet.in_iface
         # ip_route_input_slow() checks, in its order.
@@ -331,6 +360,10 @@ class _Walker:
             if src.is_multicast or src == ipaddress.IPv4Address("255.255.255.255"):
                 return f"martian source {src}: dropped by the routing decision"
             if dst == ipaddress.IPv4Address("255.255.255.255"):
+                # brd_input: fib_validate_source() still runs for any source
+                # but 0.0.0.0, so a local source address is a martian here too.
+                if int(src) >> 24 != 0 and self._source_invalid(packet):
+                    return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
                 return ""
             if int(src) >> 24 == 0:
                 return f"martian source {src}: dropped by the routing decision"

@@ -153,6 +153,10 @@ def _connmark(target: Target, ctx: EvalContext) -> TargetOutcome:
 def _already_tracked(ctx: EvalContext) -> TargetOutcome | None:
     # xt_ct_target()/notrack_tg(): "Previously seen (loopback)? Ignore." —
     # a packet that already carries a conntrack entry keeps it.
+    # The check is `skb->_nfct != 0`, so a template attached by an earlier
+    # CT rule (--zone, --helper…) counts too: the first CT/NOTRACK wins.
+    if ctx.packet.get_extra("ct_template") is not None:
+        return _cont(ctx, "the packet already has a conntrack template from an earlier CT rule: this one does nothing")
     if ctx.packet.ct is None:
         return None
     return _cont(ctx, "the packet already has a conntrack entry (looped back): CT does nothing")
@@ -184,7 +188,9 @@ def _ct(target: Target, ctx: EvalContext) -> TargetOutcome:
         opt = target.option(name)
         if opt is not None:
             notes.append(f"{name[2:]} {opt.value}")
-    return _cont(ctx, "; ".join(notes) or "conntrack template set")
+    # xt_ct_target() attaches the template to the skb (skb->_nfct).
+    packet = ctx.packet.with_(extra=(*ctx.packet.extra, ("ct_template", zone.value if zone else "0")))
+    return _cont(ctx, "; ".join(notes) or "conntrack template set", packet)
 
 
 def _simple_note(text: str) -> TargetFn:
@@ -265,13 +271,26 @@ def _ttl(prefix: str) -> TargetFn:
 
 
 def _set_target(target: Target, ctx: EvalContext) -> TargetOutcome:
+    from .matches import set_change
+
     parts = []
-    for name, verb in (("--add-set", "added to"), ("--del-set", "deleted from"), ("--map-set", "mapped via")):
+    for name, add in (("--add-set", True), ("--del-set", False)):
         opt = target.option(name)
-        if opt is not None:
-            parts.append(f"{verb} set {opt.values[0] if opt.values else opt.value}")
-    note = "; ".join(parts) or "SET"
-    return _cont(ctx, note + " (not reflected in later set lookups of this trace)")
+        if opt is None:
+            continue
+        if len(opt.values) >= 2:
+            set_name, flags_text = opt.values[0], opt.values[1]
+        else:
+            set_name, _, flags_text = opt.value.partition(" ")
+        flags = tuple(f.strip() for f in flags_text.split(",") if f.strip())
+        ipset = ctx.ruleset.ipset(set_name)
+        if ipset is None:
+            parts.append(f"set {set_name} is not in the uploaded sets")
+            continue
+        parts.append(set_change(ctx, ipset, flags, add))
+    if target.option("--map-set") is not None:
+        parts.append("--map-set is not followed")
+    return _cont(ctx, "; ".join(parts) or "SET")
 
 
 def _tee(target: Target, ctx: EvalContext) -> TargetOutcome:

@@ -184,7 +184,10 @@ def _send_local(spec: dict[str, Any], path: list[str]) -> str:
     flags = pkt.get("tcp_flags", "S").upper()
     head_len = 40 if v6 else 20
     payload_len = int(pkt["length"]) - head_len - 8
-    if spec.get("src_is_local"):
+    ttl = int(pkt.get("ttl", 64))
+    # IP_TTL/IPV6_UNICAST_HOPS refuse 0 (EINVAL): a TTL-0 packet can only be
+    # sent with a hand-built header.
+    if spec.get("src_is_local") and 1 <= ttl <= 255:
         # A socket's SYN is 20 + 40 bytes (v4) with Linux's options; any other
         # length or flag set needs the raw path.
         path.append("socket")

@@ -589,6 +589,7 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
         )
     env = _Env(fw=f"{prefix}-fw", ifaces=ifaces)
     arriving = bool(pkt.get("in_iface"))
+    refused = False
     lines: list[tuple[float, str]] = []
     try:
         _build_host(sc, env, v6)
@@ -656,21 +657,15 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
         except subprocess.TimeoutExpired as exc:
             raise ReplayError("packet injection timed out") from exc
         result = _last_json(out)
-        if result.get("errno") in _REFUSED_BY_SOCKET and not arriving:
-            # The sending socket's own route lookup refused the packet
-            # (no route, broadcast without SO_BROADCAST): it never reached a
-            # netfilter hook, so there is nothing to trace.
-            _stop(monitor)
-            thread.join(timeout=1.0)
-            return KernelTrace(
-                hops=(),
-                verdict="DROP",
-                raw=(),
-                packets=(),
-                sent_with=f"refused by the socket: {result.get('error', '')}",
-                seconds=time.monotonic() - started,
-            )
-        if "error" in result or helper.returncode != 0:
+        # ENETUNREACH & co. come either from the socket's own route lookup
+        # (no route, broadcast without SO_BROADCAST: no hook ever ran) or
+        # from a hook: a re-route after DNAT/MARK in OUTPUT that finds no
+        # route drops the packet with that errno (ip_route_me_harder ->
+        # NF_DROP_ERR).  The trace tells them apart, so read it either way.
+        refused = result.get("errno") in _REFUSED_BY_SOCKET and not arriving
+        if refused:
+            result = {"sent": f"refused by the socket: {result.get('error', '')}"}
+        if "error" in result or helper.returncode != 0 and not refused:
             detail = err.strip().splitlines()[-1:] if err.strip() else []
             raise ReplayError(f"injection failed: {result.get('error', '')} {' '.join(detail)}".strip())
         sent_with = str(result.get("sent", ""))
@@ -697,6 +692,8 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
     events = [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
     ours = select_events(events, pkt)
     hops, verdict = events_to_hops(ours, handles)
+    if refused and verdict is None:
+        verdict = "DROP"  # refused before or by a hook: it never left
     packets = tuple(
         {"table": ev.table, "chain": ev.chain, **parse_packet_line(ev.body)}
         for ev in ours

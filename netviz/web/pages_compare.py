@@ -304,8 +304,20 @@ def form_query(data: QueryDict | dict[str, Any]) -> str:
 
 @require_GET
 def compare_page(request: HttpRequest) -> HttpResponse:
-    form = CompareForm(request.GET or None, request=request)
-    ctx: dict[str, Any] = {"form": form, "query": "", "demos": _demo_comparisons(request)}
+    # "Compare with another ruleset…" from a trace fills in the left side and
+    # the packet and waits for the right side: running the half-filled form
+    # would compare the packet with itself.
+    picking = request.GET.get("pick") == "right" and not (
+        request.GET.get("right") or request.GET.get("packet2")
+    )
+    if picking:
+        form = CompareForm(initial={k: request.GET.get(k) for k in FORM_KEYS if request.GET.get(k)},
+                           request=request)
+        form.fields["right"].widget.attrs["autofocus"] = True
+    else:
+        form = CompareForm(request.GET or None, request=request)
+    ctx: dict[str, Any] = {"form": form, "query": "", "demos": _demo_comparisons(request),
+                           "picking": picking}
     if form.is_bound and form.is_valid():
         left, right = form.sides()
         ctx.update(comparison_context(left, right))

@@ -6,6 +6,7 @@ import re
 from typing import Any
 from urllib.parse import quote as urlquote
 
+from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -27,6 +28,7 @@ from . import access
 from .forms import UploadForm, human_size, max_upload
 from .names import chain_descriptions
 from .pages_share import share_context
+from .trace_forms import TraceForm, example_queries
 
 # Above this many rules the page lists chains collapsed and loads a chain's
 # rules when it is opened, so a 110k-rule dump renders in a blink.
@@ -81,6 +83,11 @@ def home(request: HttpRequest) -> HttpResponse:
         "recent": visible.filter(is_demo=False)[:10],
         "traces": [{"trace": t, "url": _saved_trace_url(t)} for t in traces],
         "mine": visible.filter(owner_id=request.user.pk).count() if request.user.is_authenticated else 0,
+        # The three ways in, each to a ready example when the demos are loaded.
+        "first_comparison": models.Comparison.objects.filter(access.listed_q(request))
+        .order_by("-is_demo", "pk").first(),
+        "first_lesson": models.Lesson.objects.filter(access.listed_q(request))
+        .annotate(n_steps=Count("steps")).filter(n_steps__gt=0).order_by("pk").first(),
     }
     return render(request, "netviz/home.html", ctx)
 
@@ -151,6 +158,11 @@ def upload(request: HttpRequest) -> HttpResponse:
         models.HostProfile.objects.filter(ruleset=ruleset, owner=owner).update(is_public=True)
 
     url = reverse("netviz:ruleset", args=[ruleset.pk])
+    messages.success(
+        request,
+        f"Uploaded {ruleset.rule_count} rules in {ruleset.chain_count} chains. "
+        "Next: trace a packet (examples below) or browse the chains.",
+    )
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
@@ -380,6 +392,9 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ],
             "share": share_context(request, "r", ruleset),
             "trace_url": trace_url(ruleset),
+            # Packets to start from, built from the host profile and the
+            # dump (the trace page's empty state offers the same ones).
+            "trace_examples": example_queries(TraceForm(ruleset=ruleset)),
         }
     )
     if to_results:
@@ -413,7 +428,18 @@ def ruleset_chain(request: HttpRequest, pk: int, table: str, chain: str) -> Http
     links = ChainLinks(ruleset, chain_index(ruleset))
     if (table, chain) not in links.page_of:
         raise Http404("No such chain")
-    return redirect(links.url(table, chain))
+    url = links.url(table, chain)
+    number = request.GET.get("rule", "")
+    # ?rule=N (1-based, as in a trace's hops) lands on the rule's row when
+    # the page lists rules inline; a collapsed chain keeps the chain anchor.
+    if number.isdigit() and ruleset.rule_count <= INLINE_RULES:
+        rule = models.Rule.objects.filter(
+            chain__table__ruleset=ruleset, chain__table__name=table, chain__name=chain,
+            index=int(number),
+        ).first()
+        if rule is not None:
+            url = url.split("#", 1)[0] + f"#rule-{rule.pk}"
+    return redirect(url)
 
 
 @require_GET

@@ -20,7 +20,7 @@ from django.http import (
     QueryDict,
 )
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
@@ -46,12 +46,13 @@ from netviz.engine.report import (
 )
 from netviz.engine.ruleset import Family
 from netviz.engine.ruleset import Ruleset as EngineRuleset
-from netviz.engine.trace import StepKind, Trace
+from netviz.engine.trace import Step, StepKind, Trace
 from netviz.models import Ruleset, SavedTrace
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.scenario import Scenario, scenario_to_dict
 from netviz.store import load_ruleset
 from netviz.web import access
+from netviz.web.pages_compare import _editable_lessons, packet_spec_text
 from netviz.web.pages_rulesets import get_ruleset_for
 from netviz.web.pages_share import share_context
 from netviz.web.trace_forms import TraceForm, example_queries
@@ -163,6 +164,36 @@ def _chain_links(traced: Traced) -> list[dict[str, str]]:
     ]
 
 
+def rule_url(traced: Traced, step: Step | None) -> str:
+    """The rule (or chain, for a policy) of a step on the ruleset page."""
+    if step is None or not step.table or not step.chain:
+        return ""
+    try:
+        url = reverse("netviz:ruleset_chain", args=[traced.ruleset.pk, step.table, step.chain])
+    except NoReverseMatch:
+        return ""  # a chain name the URL pattern cannot carry (it holds a "/")
+    params: list[tuple[str, str]] = []
+    if step.kind is StepKind.RULE and step.rule:
+        params.append(("rule", str(step.rule)))
+    share = traced.form.data.get("share") if traced.form.is_bound else None
+    if share:
+        params.append(("share", str(share)))
+    return url + ("?" + urlencode(params) if params else "")
+
+
+def compare_query(traced: Traced) -> str:
+    """The compare form with this trace's ruleset, host and packet filled in;
+    `pick=right` asks it to wait for the other side instead of running."""
+    if not traced.form.is_valid():
+        return ""
+    pairs = [("left", str(traced.ruleset.pk))]
+    host = traced.form.selected_host()
+    if host is not None:
+        pairs.append(("lhost", str(host.pk)))
+    pairs += [("packet", packet_spec_text(traced.form.packet_dict())), ("pick", "right")]
+    return urlencode(pairs)
+
+
 def result_context(traced: Traced, selected_step: int | None = None) -> dict[str, Any]:
     trace = traced.trace
     if trace is None:
@@ -183,6 +214,8 @@ def result_context(traced: Traced, selected_step: int | None = None) -> dict[str
         # The banner prints the verdict word large and the rest beside it.
         "verdict_text": verdict_words(trace).removeprefix(trace.verdict).strip(),
         "drop_index": trace.steps.index(dropped) if dropped is not None else None,
+        "drop_rule_url": rule_url(traced, dropped),
+        "compare_query": compare_query(traced),
         "packet_in": packet_line(trace.packet_in),
         "packet_out": packet_line(trace.packet_out),
         "out_changes": packet_changes(trace.packet_in, trace.packet_out),
@@ -221,6 +254,7 @@ def step_detail(traced: Traced, index: int) -> dict[str, Any] | None:
     return {
         "index": index,
         "step": step,
+        "rule_url": rule_url(traced, step),
         "rule": rule,
         "clauses": clause_rows(rule, step) if rule is not None else [],
         "comments": rule.comments() if rule is not None else (),
@@ -466,6 +500,8 @@ def saved_trace(request: HttpRequest, pk: int) -> HttpResponse:
         "share": share_context(request, "t", saved),
         "readonly": access.read_only(request, saved),
     }
+    # The same lessons the saved comparison page offers to add to.
+    ctx["lessons"] = _editable_lessons(request) if not ctx["readonly"] else []
     ctx.update(result_context(traced))
     ctx["changed"] = traced.trace is not None and (
         traced.trace.hops() != ctx["stored_hops"] or traced.trace.verdict != saved.verdict

@@ -7,6 +7,7 @@ round-trip through the URL and rebuild the same trace on a full page load.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 from django import forms
@@ -263,23 +264,90 @@ def example_queries(form: TraceForm) -> list[dict[str, str]]:
                 continue
             if addr.version == (6 if v6 else 4):
                 own.append((iface["name"], addr))
-    base = {"host": form.fields["host"].initial or ""}
+    # Mark and seed too: a permalink without them leaves those fields blank.
+    base = {"host": form.fields["host"].initial or "", "mark": "0x0", "seed": "0"}
     out: list[dict[str, str]] = []
     if own:
         name, addr = own[0]
         out.append({"label": f"SSH to {addr.ip} from outside", "query": urlencode({
             **base, "proto": "tcp", "src": outside, "sport": 40000, "dst": str(addr.ip),
             "dport": 22, "tcp_flags": "S", "in_iface": name, "ctstate": "NEW"})})
-    if len(own) > 1:
+    # A /32 (flannel.1's 10.1.0.0/32) has no other host to forward to: the
+    # "forwarded" example would be addressed to this host itself.
+    lans = [o for o in own[1:] if o[1].network.num_addresses > 2]
+    if lans:
         name, _ = own[0]
-        _, lan = own[1]
+        _, lan = lans[0]
         hosts = lan.network.hosts()
         target = next((h for h in hosts if h != lan.ip), lan.ip)
         out.append({"label": f"HTTPS forwarded to {target}", "query": urlencode({
             **base, "proto": "tcp", "src": outside, "sport": 40000, "dst": str(target),
             "dport": 443, "tcp_flags": "S", "in_iface": name, "ctstate": "NEW"})})
+    out.extend(_dump_examples(form, base, own, outside))
     src = str(own[0][1].ip) if own else ("::1" if v6 else "127.0.0.1")
     out.append({"label": "DNS query sent by this host", "query": urlencode({
         **base, "proto": "udp", "src": src, "sport": 53000, "dst": remote, "dport": 53,
         "in_iface": "", "ctstate": "NEW"})})
+    return out
+
+
+# Interfaces that usually face containers or pods, so a packet arriving there
+# comes from a workload (cni0 of flannel, cali* of Calico, docker0 …).
+WORKLOAD_IFACE = re.compile(r"^(cni|cbr|docker|br-|cali|veth|virbr|weave|kube-bridge|flannel\.)")
+SERVICE_RULE = re.compile(
+    r"-d (?P<dst>[0-9.]+)(?:/32)? .*?-p (?P<proto>tcp|udp)\b.*?--dport (?P<dport>\d+)\b"
+)
+DNAT_RULE = re.compile(r"-p (?P<proto>tcp|udp)\b.*?--dport (?P<dport>\d+)\b.*-j DNAT")
+
+
+def _dump_examples(
+    form: TraceForm,
+    base: dict[str, str],
+    own: list[tuple[str, ipaddress.IPv4Interface | ipaddress.IPv6Interface]],
+    outside: str,
+) -> list[dict[str, str]]:
+    """Packets the dump itself suggests: a workload reaching the first
+    kube-proxy ClusterIP service, and an outside client reaching the first
+    DNAT'd (published) port. Only the saved rule text is read: the engine
+    decides what happens to them."""
+    from urllib.parse import urlencode
+
+    from netviz.models import Rule
+
+    out: list[dict[str, str]] = []
+    if form.family != "ipv4" or not own:
+        return out
+    rules = Rule.objects.filter(chain__table__ruleset=form.ruleset, chain__table__name="nat")
+    workload = next((o for o in own if WORKLOAD_IFACE.match(o[0]) and o[1].network.prefixlen < 31), None)
+    service = next(
+        (r for r in rules.filter(chain__name="KUBE-SERVICES", target__startswith="KUBE-SVC-")
+         .order_by("chain__position", "index")[:50]
+         if SERVICE_RULE.search(r.text)),
+        None,
+    )
+    if service is not None and workload is not None:
+        m = SERVICE_RULE.search(service.text)
+        assert m is not None
+        name, net = workload
+        pod = next((h for h in net.network.hosts() if h != net.ip), net.ip)
+        what = f" ({service.comment})" if service.comment else ""
+        out.append({"label": f"Workload on {name} to service {m['dst']}:{m['dport']}{what}",
+                    "query": urlencode({
+                        **base, "proto": m["proto"], "src": str(pod), "sport": 40000,
+                        "dst": m["dst"], "dport": m["dport"], "tcp_flags": "S",
+                        "in_iface": name, "ctstate": "NEW"})})
+    dnat = next(
+        (r for r in rules.filter(target="DNAT").order_by("chain__position", "index")[:50]
+         if DNAT_RULE.search(r.text)),
+        None,
+    )
+    if dnat is not None:
+        m = DNAT_RULE.search(dnat.text)
+        assert m is not None
+        name, addr = own[0]
+        out.append({"label": f"Outside client to port {m['dport']} (DNAT in {dnat.chain.name})",
+                    "query": urlencode({
+                        **base, "proto": m["proto"], "src": outside, "sport": 40000,
+                        "dst": str(addr.ip), "dport": m["dport"], "tcp_flags": "S",
+                        "in_iface": name, "ctstate": "NEW"})})
     return out

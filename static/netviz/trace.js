@@ -49,4 +49,27 @@
       if (detail) { detail.focus({ preventScroll: true }); }
     }
   });
+
+  // On a phone the form fills the screen: after tracing (an example link,
+  // a permalink or Enter), bring the verdict into view, or the result looks
+  // like nothing happened.  Deferred past the focus of the form's autofocus
+  // field, which scrolls the form back into view.
+  function revealVerdict(root) {
+    if (window.innerWidth >= 700 || location.hash) { return; }
+    var banner = root.querySelector(".verdict-banner");
+    if (!banner) { return; }
+    window.setTimeout(function () {
+      if (banner.getBoundingClientRect().top > window.innerHeight * 0.6) {
+        banner.scrollIntoView({ block: "start" });
+      }
+    }, 120);
+  }
+  document.addEventListener("htmx:load", function (event) {
+    if (event.target && event.target.id === "trace-workspace") { revealVerdict(event.target); }
+  });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { revealVerdict(document); });
+  } else {
+    revealVerdict(document);
+  }
 })();
