@@ -1792,8 +1792,11 @@ def _compile_rpfilter(match: Match) -> list[Checker]:
             if route.kind == "local" and accept_local:
                 # rpfilter_lookup_reverse(): a local route is allowed, but its
                 # device must still be the input one (or --loose).
-                ok = route.dev == iface or loose
-                why = f"{p.src} is local (--accept-local) via {route.dev}" + ("" if ok else f", packet came in on {iface}")
+                # The local table's route for an interface address has that
+                # interface as its device ("local A dev eth0"); 127/8 has lo.
+                dev = next((i.name for i in ctx.host.interfaces if any(a.ip == p.src for a in i.addrs)), "lo")
+                ok = dev == iface or loose
+                why = f"{p.src} is local (--accept-local) on {dev}" + ("" if ok else f", packet came in on {iface}")
             elif route.kind != "unicast":
                 ok, why = False, f"reverse route to {p.src} is {route.kind}"
             elif route.dev == iface or loose:

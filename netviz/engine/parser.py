@@ -1204,6 +1204,25 @@ def _expand(
     """One match tuple per (source, destination) pair, as iptables appends."""
     if not basic:
         return [matches]
+    if len(saddrs) <= 1 and len(daddrs) <= 1:
+        # a single pair (every rule iptables-save prints): the loop below
+        # once, without its lists (-s given ⇔ saddrs has its address)
+        one: list[Option] = []
+        s_opt = basic.get("-s")
+        if s_opt is not None:
+            s = saddrs[0]
+            if s_opt.negated or (s != "0.0.0.0/0" and s != "::/0"):
+                one.append(_option("-s", (s,), s_opt.negated))
+        d_opt = basic.get("-d")
+        if d_opt is not None:
+            d = daddrs[0]
+            if d_opt.negated or (d != "0.0.0.0/0" and d != "::/0"):
+                one.append(_option("-d", (d,), d_opt.negated))
+        for name in ("-i", "-o", "-p", "-f"):
+            opt = basic.get(name)
+            if opt is not None:
+                one.append(opt)
+        return [(Match("", tuple(one)), *matches)] if one else [matches]
     src = saddrs or [""]
     dst = daddrs or [""]
     # the criteria other than addresses, in save order (save_rule_details)

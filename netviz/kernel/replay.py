@@ -29,8 +29,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from netviz.engine.pipeline import ScenarioLike
 from netviz.scenario import scenario_from_dict
 
 TRACE_TABLE = "netviz_trace"
@@ -70,19 +71,6 @@ class ReplayError(RuntimeError):
 class ReplayUnsupported(ReplayError):
     """The scenario asks for something a single injected packet cannot
     reproduce (an ESTABLISHED connection, …)."""
-
-
-class ScenarioLike(Protocol):
-    @property
-    def ruleset_text(self) -> str: ...
-    @property
-    def ipsets_text(self) -> str | None: ...
-    @property
-    def family(self) -> str: ...
-    @property
-    def host(self) -> dict[str, Any]: ...
-    @property
-    def packet(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

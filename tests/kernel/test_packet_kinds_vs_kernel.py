@@ -147,17 +147,21 @@ COMMIT
 COMMIT
 """
 
+
+def nat(rules: str) -> str:
+    return (
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+        + rules.lstrip("\n")
+        + "COMMIT\n"
+    )
+
+
 NAT_CASES = {
     "dnat-pre-to-fwd": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.77.0.5:8080
 -A POSTROUTING -o eth0 -j MASQUERADE
-COMMIT
-""",
+"""),
         {
             "proto": "tcp",
             "src": "10.78.0.9",
@@ -167,53 +171,33 @@ COMMIT
         },
     ),
     "dnat-out-reroute": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A OUTPUT -d 198.51.100.7 -p tcp -j DNAT --to-destination 10.77.0.5
 -A POSTROUTING -o eth0 -j SNAT --to-source 10.77.0.1
-COMMIT
-""",
+"""),
         {"proto": "tcp", "src": "10.78.0.1", "dst": "198.51.100.7", "dport": 80},
     ),
     "dnat-out-to-local": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A OUTPUT -d 198.51.100.7 -p tcp -j DNAT --to-destination 127.0.0.1:8080
 -A INPUT -j LOG
 -A PREROUTING -j LOG
-COMMIT
-""",
+"""),
         {"proto": "tcp", "src": "10.78.0.1", "dst": "198.51.100.7", "dport": 80},
     ),
     "redirect-out": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A OUTPUT -p tcp -j REDIRECT --to-ports 3128
 -A POSTROUTING -j LOG
 -A INPUT -j LOG
-COMMIT
-""",
+"""),
         {"proto": "tcp", "src": "10.78.0.1", "dst": "198.51.100.7", "dport": 80},
     ),
     "redirect-pre": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A PREROUTING -p tcp -j REDIRECT --to-ports 3128
 -A INPUT -j LOG
-COMMIT
-""",
+"""),
         {
             "proto": "tcp",
             "src": "10.77.0.9",
@@ -223,15 +207,10 @@ COMMIT
         },
     ),
     "snat-input": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A INPUT -p tcp -j SNAT --to-source 10.77.0.200
 -A INPUT -j LOG
-COMMIT
-""",
+"""),
         {
             "proto": "tcp",
             "src": "10.77.0.9",
@@ -281,29 +260,19 @@ COMMIT
         {"proto": "udp", "src": "10.78.0.1", "dst": "198.51.100.7", "dport": 53},
     ),
     "local-dnat-loop": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A OUTPUT -p udp -j DNAT --to-destination 10.77.0.1:5353
 -A PREROUTING -j LOG
 -A INPUT -j LOG
 -A POSTROUTING -j LOG
-COMMIT
-""",
+"""),
         {"proto": "udp", "src": "10.78.0.1", "dst": "198.51.100.7", "dport": 53},
     ),
     "masq-fwd": (
-        """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+        nat("""
 -A POSTROUTING -o eth1 -j MASQUERADE --random-fully
 -A POSTROUTING -j LOG
-COMMIT
-""",
+"""),
         {
             "proto": "udp",
             "src": "10.77.0.9",
@@ -348,11 +317,7 @@ def test_nat_path_matches_kernel(kernel: None, name: str) -> None:
     _check({"ruleset": LOG_EVERYWHERE + nat, "host": HOST4, "packet": packet})
 
 
-NAT_WITHOUT_CONNTRACK = """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
+NAT_WITHOUT_CONNTRACK = nat("""
 -A PREROUTING -j LOG
 -A POSTROUTING -j LOG
 COMMIT
@@ -361,8 +326,7 @@ COMMIT
 :FORWARD ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 %s
-COMMIT
-"""
+""")
 
 
 @pytest.mark.parametrize(
