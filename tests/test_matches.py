@@ -194,9 +194,12 @@ def test_tcp_flags_and_syn() -> None:
     assert run("-A FORWARD -p tcp -m tcp --tcp-flags ALL NONE -j DROP", pkt(tcp_flags="")).result is M
 
 
-def test_tcp_option_is_unknown() -> None:
+def test_tcp_option_assumes_linux_syn_options() -> None:
+    # A 60-byte SYN carries MSS, SACK_PERM, timestamps, NOP, wscale.
     out = run("-A FORWARD -p tcp -m tcp --tcp-option 2 -j ACCEPT")
-    assert out.result is U
+    assert (out.result, out.assumed) == (M, True)
+    out = run("-A FORWARD -p tcp -m tcp --tcp-option 2 -j ACCEPT", pkt(length=40))
+    assert (out.result, out.assumed) == (N, True)
 
 
 def test_udp_rule_does_not_match_tcp_packet() -> None:
@@ -548,7 +551,8 @@ def test_mac_source() -> None:
     with_mac = pkt(extra=(("mac", "fa:16:3e:99:44:9e"),))
     rule = "-A FORWARD -m mac --mac-source FA:16:3E:99:44:9E -j ACCEPT"
     assert run(rule, with_mac).result is M
-    assert run(rule, pkt()).result is U
+    # Not given: some other host's MAC, assumed.
+    assert (run(rule, pkt()).result, run(rule, pkt()).assumed) == (N, True)
     assert run(rule, pkt(extra=(("mac", "00:00:00:00:00:01"),))).result is N
 
 
@@ -570,7 +574,9 @@ def test_owner_only_for_local_packets() -> None:
     assert run("-A OUTPUT -m owner --uid-owner 1000 -j ACCEPT", local, hook="OUTPUT").result is M
     assert run("-A OUTPUT -m owner --uid-owner 0 -j ACCEPT", local, hook="OUTPUT").result is N
     no_uid = pkt(in_iface=None, out_iface="eth1")
-    assert run("-A OUTPUT -m owner --uid-owner 0 -j ACCEPT", no_uid, hook="OUTPUT").result is U
+    # Not given: root, assumed (the sender of a scenario packet is root).
+    out = run("-A OUTPUT -m owner --uid-owner 0 -j ACCEPT", no_uid, hook="OUTPUT")
+    assert (out.result, out.assumed) == (M, True)
     # Forwarded: no socket → matches only if negated (owner_mt).
     assert run("-A POSTROUTING -m owner --uid-owner 0 -j ACCEPT", pkt(), hook="POSTROUTING", table="nat").result is N
     assert run("-A POSTROUTING -m owner ! --uid-owner 0 -j ACCEPT", pkt(), hook="POSTROUTING", table="nat").result is M

@@ -103,6 +103,17 @@ def ct_view(packet: Packet) -> tuple[Conntrack | None, str]:
     for both (xt_conntrack/xt_state).
     """
     ct = packet.ct
+    if ct is None and packet.get_extra("ct_template") is not None:
+        # nf_ct_get() returns the template a CT rule attached, with
+        # ctinfo IP_CT_NEW: conntrack matches see a NEW entry whose
+        # tuples are all zero.
+        zero = ipaddress.ip_address(0) if packet.family is Family.IPV4 else ipaddress.IPv6Address(0)
+        return Conntrack(
+            state="NEW", orig_src=zero, orig_dst=zero, orig_sport=0, orig_dport=0,
+            reply_src=zero, reply_dst=zero, reply_sport=0, reply_dport=0,
+            zone=int(zone) if (zone := str(packet.get_extra("ct_template"))).isdigit() else 0,
+            confirmed=True, template=True,
+        ), "NEW"
     if ct is None or ct.state == "INVALID":
         return None, "INVALID"
     if ct.state == "UNTRACKED":
@@ -844,7 +855,7 @@ def _ct_option(opt: Option) -> Checker:
         label = {"orig_src": "original source", "orig_dst": "original destination", "reply_src": "reply source", "reply_dst": "reply destination"}[attr]
 
         def check_addr(ctx: EvalContext) -> MatchOutcome | None:
-            ct = ctx.packet.ct
+            ct = ct_view(ctx.packet)[0]
             addr = getattr(ct, attr) if ct is not None else None
             if addr is None:
                 return _unknown(clause, f"{clause}: the entry's {label} is not known")
@@ -856,7 +867,7 @@ def _ct_option(opt: Option) -> Checker:
         attr = {"--ctorigsrcport": "orig_sport", "--ctorigdstport": "orig_dport", "--ctreplsrcport": "reply_sport", "--ctrepldstport": "reply_dport"}[name]
 
         def check_port(ctx: EvalContext) -> MatchOutcome | None:
-            ct = ctx.packet.ct
+            ct = ct_view(ctx.packet)[0]
             port = getattr(ct, attr) if ct is not None else None
             if port is None:
                 return result(False, "the entry has no such port")
@@ -867,7 +878,9 @@ def _ct_option(opt: Option) -> Checker:
         number = proto_number(opt.value)
 
         def check_proto(ctx: EvalContext) -> MatchOutcome | None:
-            proto = ctx.packet.proto
+            ct = ct_view(ctx.packet)[0]
+            # a template's tuple has l4 protocol 0
+            proto = 0 if ct is not None and ct.template else ctx.packet.proto
             return result(proto == number, f"entry protocol is {proto_name(proto)}")
 
         return check_proto
@@ -875,7 +888,7 @@ def _ct_option(opt: Option) -> Checker:
         want = opt.value.upper()
 
         def check_dir(ctx: EvalContext) -> MatchOutcome | None:
-            ct = ctx.packet.ct
+            ct = ct_view(ctx.packet)[0]
             direction = ct.direction if ct is not None else "ORIGINAL"
             return result(direction == want, f"packet is in the {direction} direction")
 
@@ -884,7 +897,7 @@ def _ct_option(opt: Option) -> Checker:
         wanted = _state_words(opt.value)
 
         def check_status(ctx: EvalContext) -> MatchOutcome | None:
-            ct = ctx.packet.ct
+            ct = ct_view(ctx.packet)[0]
             assert ct is not None
             have: set[str] = set()
             maybe: set[str] = set()
@@ -1084,6 +1097,8 @@ class _SetIndex:
                 preds = tuple(_as_predicate(kind, v) for kind, v in zip(self.dims, values, strict=True))
                 self.wide.append((preds, member.nomatch))
         self.plens = [sorted(p, reverse=True) for p in plens]
+        # hash:net,iface: the nets present whatever their interface (see lookup)
+        self.nets_any_iface = {k[0] for k in self.exact} if self.dims == ("net", "iface") else set()
 
     def element_key(self, values: list[Any]) -> tuple[Any, ...]:
         """The element a kernel-side add/del (SET target) of these packet
@@ -1148,6 +1163,12 @@ class _SetIndex:
             hit = self.exact.get(combo)
             if hit is not None:
                 return hit
+            if combo[0] in self.nets_any_iface:
+                # hash_netiface4_data_equal() bumps `multi` once net and CIDR
+                # are equal, even when the interface then differs, and
+                # mtype_test_cidrs() stops trying wider CIDRs (`&& !multi`):
+                # the most specific net decides, whatever its interface.
+                return None
         for preds, nomatch in self.wide:
             if all(p(v) for p, v in zip(preds, values, strict=True)):
                 return nomatch
@@ -1265,6 +1286,9 @@ def _packet_dim(ctx: EvalContext, kind: str, flag: str) -> tuple[Any, str]:
             if kind == "bport":
                 return None, f"{proto_name(p.proto)} has no port"
             return (p.proto, (t << 8) | c), f"{proto_name(p.proto)}:{t}/{c}"
+        if kind == "bport" and p.proto not in (6, 17):
+            # bitmap:port's own ip_set_get_ip_port() takes TCP and UDP only.
+            return None, f"{proto_name(p.proto)} ports are not looked up in a bitmap:port set"
         if p.proto in _PORT_PROTOS:
             port = p.sport if src else p.dport
             if kind == "bport":
@@ -1506,8 +1530,12 @@ def _compile_limit(match: Match) -> list[Checker]:
         within = taken < burst
         if within:
             ctx.state.limit_taken[key] = taken + 1
-        why = (f"{clause}: token {taken + 1} of a burst of {burst} (assuming the bucket was full before this packet)"
-               if within else f"{clause}: the burst of {burst} is used up by earlier evaluations in this trace")
+        if taken == 0:
+            why = "assuming the rate limit is not exceeded (first packet)"
+        elif within:
+            why = f"{clause}: token {taken + 1} of a burst of {burst} (assuming the bucket was full before this packet)"
+        else:
+            why = f"{clause}: the burst of {burst} is used up by earlier evaluations in this trace"
         hit = within != above
         if hit:
             return MatchOutcome(MATCH, clause, why, assumed=True)
@@ -1677,6 +1705,10 @@ def _compile_mac(match: Match) -> list[Checker]:
         if ctx.hook not in _IN_HOOKS or ctx.packet.in_iface is None:
             # mac_mt(): no Ethernet header on locally generated packets.
             return _no(clause, f"{clause}: the packet has no source MAC (locally generated)")
+        if ctx.packet.in_iface == "lo":
+            # mac_mt(): `skb->dev->type != ARPHRD_ETHER` → false, before the
+            # comparison and its inversion: ! --mac-source is false on lo too.
+            return _no(clause, f"{clause}: lo is not an Ethernet device; mac never matches there")
         mac = ctx.packet.get_extra("mac")
         if mac is None:
             # Not given: the sender is taken to be some other host, whose
@@ -1780,7 +1812,7 @@ def _compile_rpfilter(match: Match) -> list[Checker]:
         if iface == "lo" or p.in_iface is None:
             # rpfilter_is_loopback(): looped-back packets always pass.
             ok, why = True, "looped-back packet"
-        elif p.src.version == 4 and int(p.src) >> 24 == 0 and (
+        elif p.src.version == 4 and int(p.src) == 0 and (
             p.dst == ipaddress.IPv4Address("255.255.255.255") or p.dst in ipaddress.IPv4Network("224.0.0.0/24")
         ):
             ok, why = True, "0.0.0.0 source to broadcast/local multicast"
@@ -1946,7 +1978,7 @@ def tcp_options(ctx: EvalContext) -> tuple[tuple[int, ...], int | None, bool]:
     if p.length - head < 40:
         return (), None, True
     mss = 1460
-    if p.is_local_origin and p.tcp_flags == frozenset({"SYN"}) and p.length == head + 40:
+    if p.is_local_origin and p.tcp_flags == frozenset({"SYN"}) and p.length == head + 40 and not p.tos & 3:
         # A socket's SYN advertises the route MTU minus the headers:
         # 65495 over lo (MTU 65536), 1460/1440 over a 1500-byte link.
         out = ctx.packet.out_iface or ""
@@ -2015,7 +2047,8 @@ def _compile_connbytes(match: Match) -> list[Checker]:
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
         ct, state = ct_view(ctx.packet)
-        if ct is None:
+        if ct is None or ct.template:
+            # connbytes_mt(): no entry, or no accounting extension (a template)
             return _no(clause, f"{clause}: no conntrack entry ({state})")
         # nf_conntrack_in() accounted this first packet in the original
         # direction (__nf_ct_refresh_acct: packets 1, bytes = skb->len).

@@ -104,6 +104,9 @@ class Conntrack:
     confirmed: bool = False
     helper: str | None = None
     direction: str = "ORIGINAL"
+    # A CT-target template (raw table, before conntrack ran): zero tuple,
+    # state NEW, status TEMPLATE|CONFIRMED (xt_ct_tg_check), no accounting.
+    template: bool = False
 
     @property
     def is_dnat(self) -> bool:

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from operator import itemgetter
 
 from netviz.engine.extcheck import KNOWN_MATCHES, check_rule, clear_check_cache
 from netviz.engine.ruleset import (
@@ -702,18 +703,51 @@ _B_CONST, _B_ADDR, _B_IFACE = range(3)
 _TARGET_SLOT = -1
 
 
+class _Slot:
+    """One -m match (or the -j target) of a shape: the tokens its option
+    values come from and the clauses already built from them, each with
+    whether check_rule accepts it under the shape's -p."""
+
+    __slots__ = ("built", "comment", "name", "ops", "values")
+
+    def __init__(self, name: str, ops: tuple[tuple[str, bool, int, int], ...]) -> None:
+        self.name = name
+        self.ops = ops
+        tokens = [k for _, _, first, count in ops for k in range(first, first + count)]
+        # values(toks): the slot's value tokens in one C call (one token: the
+        # string itself, several: a tuple; none: always the same key)
+        self.values: Callable[[list[str]], object] | None = itemgetter(*tokens) if tokens else None
+        self.built: dict[object, tuple[Match | Target, bool]] = {}
+        # `-m comment --comment TEXT`, a new text on nearly every rule: built
+        # directly instead of through the cache
+        self.comment = name == "comment" and len(ops) == 1 and ops[0][:2] == ("--comment", False) and ops[0][3] == 1
+
+    def options(self, toks: list[str]) -> tuple[Option, ...]:
+        out: list[Option] = []
+        for name, negated, first, count in self.ops:
+            out.append(_option(name, tuple(toks[first : first + count]), negated))
+        return tuple(out)
+
+
 class _Plan:
     __slots__ = (
         "basic",
+        "basic_built",
+        "basic_values",
         "cacheable",
         "counters_tok",
         "dashes",
         "exact",
+        "exact_texts",
+        "exact_values",
         "goto",
         "matches",
         "ops",
+        "proto",
+        "proto_negated",
         "sets",
-        "target_ops",
+        "slots",
+        "target",
         "target_tok",
         "v4",
         "v4_fixed",
@@ -727,8 +761,8 @@ class _Plan:
         self.basic: list[tuple[int, str, bool, int, Option | None]] = []  # (kind, name, negated, token, fixed)
         # while recording: (destination list, name, negated, first value token, value count)
         self.ops: list[tuple[list[Option], str, bool, int, int]] = []
-        self.matches: tuple[tuple[str, tuple[tuple[str, bool, int, int], ...]], ...] = ()
-        self.target_ops: tuple[tuple[str, bool, int, int], ...] = ()
+        self.slots: tuple[_Slot, ...] = ()
+        self.target: _Slot | None = None
         self.target_tok = -1
         self.goto = False
         self.counters_tok = -1
@@ -740,6 +774,14 @@ class _Plan:
         self.v4 = -1
         self.dashes = 0
         self.cacheable = True
+        self.proto = ""
+        self.proto_negated = False
+        self.basic_values: Callable[[list[str]], object] | None = None
+        self.exact_values: Callable[[list[str]], object] | None = None
+        self.exact_texts: object = None
+        # basic-criteria values → (Match or None, address family, its token),
+        # or None when _fast_rule leaves them to _parse_spec
+        self.basic_built: dict[object, tuple[Match | None, int, int] | None] = {}
 
     def option(self, dest: list[Option], name: str, negated: bool, tok: int, end: int, count: int, inline: bool) -> None:
         if inline:
@@ -759,124 +801,43 @@ class _Plan:
         groups: dict[int, list[tuple[str, bool, int, int]]] = {}
         for dest, name, negated, first, count in self.ops:
             groups.setdefault(id(dest), []).append((name, negated, first, count))
-        self.matches = tuple((mod, tuple(groups.get(id(opts), ()))) for mod, opts in matches)
-        self.target_ops = tuple(groups.get(id(target_opts), ()))
+        self.slots = tuple(_Slot(mod, tuple(groups.get(id(opts), ()))) for mod, opts in matches)
+        if self.target_tok >= 0:
+            self.target = _Slot("", tuple(groups.get(id(target_opts), ())))
         self.ops = []
         # _parse_spec keeps the first clue; clues come in token order
         self.v6 = min(self.v6_fixed, default=-1)
         self.v4 = min(self.v4_fixed, default=-1)
+        tokens = [j for kind, _, _, j, _ in self.basic if kind != _B_CONST]
+        self.basic_values = itemgetter(*tokens) if tokens else None
+        # the -m and -p texts as one comparison
+        if self.exact:
+            self.exact_values = itemgetter(*[k for k, _ in self.exact])
+            texts = tuple(text for _, text in self.exact)
+            self.exact_texts = texts[0] if len(texts) == 1 else texts
 
 
-def _unquoted_dashes(toks: list[str], quoted: set[int]) -> int:
-    return sum(1 for k, t in enumerate(toks) if t[:1] == "-" and k not in quoted)
-
-
-def _planned_spec(toks: list[str], quoted: set[int], dashes: int) -> _Spec | None:
-    """_parse_spec(toks, quoted, 2) through the plan of the line's shape, or
-    None when the line has to go through _parse_spec itself."""
-    if not quoted:
-        qkey: object = -1
-    elif len(quoted) == 1:
-        qkey = next(iter(quoted))
-    else:
-        return None
+def _parse_and_record(toks: list[str], quoted: set[int]) -> _Spec:
+    """_parse_spec(toks, quoted, 2), recording a plan for the line's shape."""
+    if len(quoted) > 1 or len(_plans) >= _PLAN_LIMIT:
+        return _parse_spec(toks, quoted, 2)
+    qkey = next(iter(quoted)) if quoted else -1
     kget = _known.get
-    key = (qkey, *map(kget, toks))
-    plan = _plans.get(key)
-    if plan is not None:
-        if dashes < 0:
-            dashes = _unquoted_dashes(toks, quoted)
-        if dashes != plan.dashes:
-            return None
-        return _replay(plan, toks)
-    if len(_plans) >= _PLAN_LIMIT:
-        return None
+    if (qkey, *map(kget, toks)) in _plans:
+        # _fast_rule declined this line (a value it does not take): as always
+        return _parse_spec(toks, quoted, 2)
     rec = _Plan()
     spec = _parse_spec(toks, quoted, 2, rec)
     if rec.cacheable:
         for k, t in enumerate(toks):
             if t[:1] == "-" and k not in quoted and t not in _known:
                 _known[t] = t
-        rec.dashes = _unquoted_dashes(toks, quoted)
+        rec.dashes = sum(1 for k, t in enumerate(toks) if t[:1] == "-" and k not in quoted)
+        proto = spec[0].get("-p")
+        rec.proto = proto.values[0] if proto is not None else ""
+        rec.proto_negated = proto is not None and proto.negated
         _plans[(qkey, *map(kget, toks))] = rec
     return spec
-
-
-def _replay(plan: _Plan, toks: list[str]) -> _Spec | None:
-    for k, text in plan.exact:
-        if toks[k] != text:
-            return None
-    basic: dict[str, Option] = {}
-    saddrs: list[str] = []
-    daddrs: list[str] = []
-    addr_family = 0
-    addr_tok = -1
-    for kind, name, negated, j, fixed in plan.basic:
-        if kind == _B_CONST:
-            assert fixed is not None
-            basic[name] = fixed
-            continue
-        value = toks[j]
-        if kind == _B_ADDR:
-            out = saddrs if name == "-s" else daddrs
-            for part in value.split(","):
-                try:
-                    addr, fam = _norm_addr(part)
-                except ValueError:
-                    return None
-                if addr_family == 0:
-                    addr_family = fam
-                    addr_tok = j
-                elif fam != addr_family:
-                    return None
-                out.append(addr)
-            basic[name] = _option(name, (), negated)
-        else:
-            if len(value) >= _IFNAMSIZ:
-                return None
-            if value != "+" or negated:
-                basic[name] = _option(name, (value,), negated)
-    cache = _opt_cache
-    built: list[Match] = []
-    for module, ops in plan.matches:
-        opts: list[Option] = []
-        for name, negated, first, count in ops:
-            values = (toks[first],) if count == 1 else tuple(toks[first : first + count])
-            opt = cache.get((name, values, negated))
-            opts.append(opt if opt is not None else _option(name, values, negated))
-        built.append(Match(module, tuple(opts)))
-    target = None
-    if plan.target_tok >= 0:
-        topts: list[Option] = []
-        for name, negated, first, count in plan.target_ops:
-            values = (toks[first],) if count == 1 else tuple(toks[first : first + count])
-            opt = cache.get((name, values, negated))
-            topts.append(opt if opt is not None else _option(name, values, negated))
-        target = _target(toks[plan.target_tok], tuple(topts), plan.goto)
-    counters = None
-    if plan.counters_tok >= 0:
-        pk, by = toks[plan.counters_tok], toks[plan.counters_tok + 1]
-        if not (pk.isdigit() and by.isdigit()):
-            return None
-        counters = Counters(int(pk), int(by))
-    v6_hint = plan.v6
-    for tok, first in plan.v6_reject:
-        if toks[first][:5] == "icmp6" and (v6_hint < 0 or tok < v6_hint):
-            v6_hint = tok
-    return (
-        basic,
-        tuple(built),
-        target,
-        plan.target_tok,
-        counters,
-        saddrs,
-        daddrs,
-        addr_family,
-        addr_tok,
-        v6_hint,
-        plan.v4,
-        [(toks[k], k) for k in plan.sets],
-    )
 
 
 def _is_value(tok: str) -> bool:
@@ -1346,7 +1307,8 @@ def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_Se
         raw = raw.removesuffix("\r")
         c = raw[:1]
         if c == "-" or c == "[" or c == " " or c == "\t":
-            _command_line(st, lineno, raw)
+            if not (_SHORTCUTS and raw[:3] == "-A " and _fast_rule(st, lineno, raw)):
+                _command_line(st, lineno, raw)
         elif not c or c == "#":
             continue
         elif c == ":":
@@ -1541,38 +1503,10 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
         offset += lead
         body = body[lead:]
     stripped = body.rstrip()
-    # unquoted tokens starting with "-", for _planned_spec (-1: not counted)
-    dashes = -1
     try:
-        if _SHORTCUTS and body.isascii() and body.isprintable() and "\\" not in body:
-            # printable ASCII has no tab and no other blank than " ", so
-            # str.split() cuts exactly where iptables does; a line whose
-            # only quotes enclose one whole token (`--comment "a b"`) is
-            # three such pieces
-            quotes = body.count('"')
-            if quotes == 0:
-                toks = body.split()
-                quoted: set[int] = set()
-                dashes = body.count(" -") + (body[0] == "-")
-            elif quotes == 2:
-                head, inside, tail = body.split('"')
-                if head[-1:] == " " and tail[:1] in ("", " "):
-                    toks = head.split()
-                    quoted = {len(toks)}
-                    toks.append(inside)
-                    toks += tail.split()
-                    dashes = head.count(" -") + (head[0] == "-") + tail.count(" -")
-                else:
-                    toks, quoted = _tokenize_quoted(body)
-            elif quotes % 2 == 0:
-                toks, quoted = _tokenize_quoted(body)
-            else:
-                toks, _, quoted, unterminated = _tokenize_exact(body)
-                if unterminated >= 0:
-                    raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
-        elif '"' not in body:
+        if '"' not in body:
             toks = _split(body)
-            quoted = set()
+            quoted: set[int] = set()
         elif "\\" not in body and body.count('"') % 2 == 0:
             toks, quoted = _tokenize_quoted(body)
         else:
@@ -1581,7 +1515,7 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
                 raise ParseError(lineno, offset + unterminated + 1, "unterminated quote", raw)
         if toks and toks[0] == "-A" and len(toks) > 1 and (fast := st.chains.get(toks[1])) is not None:
             # the one verb of iptables-save output: straight to the rule
-            _add_rules(st, lineno, raw, offset, stripped, toks, quoted, counters, fast, "-A", 0, 2, dashes)
+            _add_rules(st, lineno, raw, offset, stripped, toks, quoted, counters, fast, "-A", 0, 2)
         else:
             _apply_command(st, lineno, raw, offset, stripped, toks, quoted, counters)
     except _Err as e:
@@ -1732,10 +1666,10 @@ def _add_rules(
     verb: str,
     rulenum: int,
     i: int,
-    dashes: int = -1,
 ) -> None:
-    spec = _planned_spec(toks, quoted, dashes) if _SHORTCUTS and i == 2 and verb == "-A" else None
-    if spec is None:
+    if _SHORTCUTS and i == 2 and verb == "-A":
+        spec = _parse_and_record(toks, quoted)
+    else:
         spec = _parse_spec(toks, quoted, i)
     (
         basic,
@@ -1826,6 +1760,175 @@ def _add_rules(
                     break
             else:
                 raise _Err(0, f"no rule in chain {chain.name} matches this specification")
+
+
+_MISS = object()
+
+
+def _fast_basic(plan: _Plan, toks: list[str]) -> tuple[Match | None, int, int] | None:
+    """The -s/-d/-i/-o/-p/-f Match of a replayed line (what _parse_spec and
+    _expand make of a single address pair), its address family and token;
+    None for anything _parse_spec has to see (a bad value, an address list)."""
+    opts: dict[str, Option] = {}
+    family = 0
+    addr_tok = -1
+    for kind, name, negated, j, fixed in plan.basic:
+        if kind == _B_CONST:
+            assert fixed is not None
+            opts[name] = fixed
+            continue
+        value = toks[j]
+        if kind == _B_ADDR:
+            if "," in value:
+                return None
+            try:
+                addr, fam = _norm_addr(value)
+            except ValueError:
+                return None
+            if family == 0:
+                family, addr_tok = fam, j
+            elif fam != family:
+                return None
+            # save_ipv4_addr / save_ipv6_addr omit a zero mask
+            if negated or (addr != "0.0.0.0/0" and addr != "::/0"):
+                opts[name] = _option(name, (addr,), negated)
+        else:
+            if len(value) >= _IFNAMSIZ:
+                return None
+            if value != "+" or negated:
+                opts[name] = _option(name, (value,), negated)
+    ordered = tuple([opts[n] for n in ("-s", "-d", "-i", "-o", "-p", "-f") if n in opts])
+    return (Match("", ordered) if ordered else None, family, addr_tok)
+
+
+def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
+    """Append the `-A` line `raw` through the plan of its shape, exactly as
+    _command_line would; False (having changed nothing) when the line is not
+    one this path takes, or has any problem: _command_line then parses it and
+    raises the error."""
+    if st.table is None or not (raw.isascii() and raw.isprintable()) or "\\" in raw:
+        return False
+    # printable ASCII has no tab and no blank but " ", so str.split() cuts
+    # exactly where iptables does; a line whose only quotes enclose one whole
+    # token (`--comment "a b"`) is three such pieces
+    quotes = raw.count('"')
+    if quotes == 0:
+        toks = raw.split()
+        qkey = -1
+        dashes = raw.count(" -") + 1
+    elif quotes == 2:
+        head, inside, tail = raw.split('"')
+        if head[-1:] != " " or tail[:1] not in ("", " "):
+            return False
+        toks = head.split()
+        qkey = len(toks)
+        toks.append(inside)
+        toks += tail.split()
+        dashes = head.count(" -") + 1 + tail.count(" -")
+    else:
+        return False
+    plan = _plans.get((qkey, *map(_known.get, toks)))
+    # every unquoted token starting with "-" must be one the key spells out
+    if plan is None or plan.dashes != dashes:
+        return False
+    chain = st.chains.get(toks[1])
+    if chain is None:
+        return False
+    if plan.exact_values is not None and plan.exact_values(toks) != plan.exact_texts:
+        return False
+
+    matches: list[Match] = []
+    family = 0
+    addr_tok = -1
+    if plan.basic:
+        bkey = plan.basic_values(toks) if plan.basic_values is not None else None
+        bhit = plan.basic_built.get(bkey, _MISS)
+        if bhit is _MISS:
+            bhit = _fast_basic(plan, toks)
+            if len(plan.basic_built) < _CACHE_LIMIT:
+                plan.basic_built[bkey] = bhit
+        if bhit is None:
+            return False
+        assert isinstance(bhit, tuple)
+        basic_match, family, addr_tok = bhit
+        if basic_match is not None:
+            matches.append(basic_match)
+    # Each clause is built once per distinct values and checked then, under
+    # the shape's -p, with check_rule itself: check_rule accepts a rule
+    # exactly when it accepts each of its matches and its target on its own.
+    for slot in plan.slots:
+        if slot.comment:
+            comment = toks[slot.ops[0][2]]
+            if len(comment) > 255:
+                return False
+            matches.append(Match("comment", (Option("--comment", (comment,), False),)))
+            continue
+        key = slot.values(toks) if slot.values is not None else None
+        hit = slot.built.get(key)
+        if hit is None:
+            m = Match(slot.name, slot.options(toks))
+            hit = (m, check_rule((m,), None, plan.proto, plan.proto_negated) is None)
+            if len(slot.built) < _CACHE_LIMIT:
+                slot.built[key] = hit
+        if not hit[1]:
+            return False
+        matches.append(hit[0])  # type: ignore[arg-type]
+    target: Target | None = None
+    jump: _Jump | None = None
+    tslot = plan.target
+    if tslot is not None:
+        tname = toks[plan.target_tok]
+        key = (tname, tslot.values(toks) if tslot.values is not None else None)
+        hit = tslot.built.get(key)
+        if hit is None:
+            t = _target(tname, tslot.options(toks), plan.goto)
+            hit = (t, check_rule((), t, plan.proto, plan.proto_negated) is None)
+            if len(tslot.built) < _CACHE_LIMIT:
+                tslot.built[key] = hit
+        if not hit[1]:
+            return False
+        target = hit[0]  # type: ignore[assignment]
+        # the target checks of _add_rules
+        if tname in KNOWN_TARGETS:
+            if plan.goto:
+                return False
+            need = _TARGET_TABLE.get(tname)
+            if need is not None and need != st.table:
+                return False
+        else:
+            dest = st.chains.get(tname)
+            if dest is None:
+                jump = _Jump(lineno, raw, 0, plan.target_tok, tname, plan.goto, chain.name)
+            elif dest.policy is not None:
+                return False
+    counters = None
+    if plan.counters_tok >= 0:
+        pk, by = toks[plan.counters_tok], toks[plan.counters_tok + 1]
+        if not (pk.isdigit() and by.isdigit()):
+            return False
+        counters = Counters(int(pk), int(by))
+
+    # accepted: the bookkeeping of _add_rules
+    if jump is not None:
+        st.jumps.append(jump)
+    if family == 4:
+        if st.first_v4 is None:
+            st.first_v4 = (lineno, raw, 0, addr_tok)
+    elif family == 6 and st.first_v6 is None:
+        st.first_v6 = (lineno, raw, 0, addr_tok)
+    v6_hint = plan.v6
+    for tok, first in plan.v6_reject:
+        if toks[first][:5] == "icmp6" and (v6_hint < 0 or tok < v6_hint):
+            v6_hint = tok
+    if v6_hint >= 0 and st.first_v6 is None:
+        st.first_v6 = (lineno, raw, 0, v6_hint)
+    if plan.v4 >= 0 and st.first_v4 is None and st.family is Family.IPV6:
+        st.first_v4 = (lineno, raw, 0, plan.v4)
+    for k in plan.sets:
+        st.set_refs.append(_SetRef(lineno, raw, 0, k, toks[k]))
+    rules = chain.rules
+    rules.append(Rule(st.table, chain.name, len(rules) + 1, lineno, raw.rstrip(), tuple(matches), target, counters))
+    return True
 
 
 def _locate(toks: list[str], what: str, start: int) -> int:

@@ -15,6 +15,7 @@ ends everything (nf_hook_slow).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -65,6 +66,11 @@ DEFAULT_LENGTH = {
     (Family.IPV6, 6): 80,
     (Family.IPV6, 17): 48,
     (Family.IPV6, 58): 104,
+    # An SCTP INIT (12-byte common header, 20-byte chunk); UDP-Lite as UDP.
+    (Family.IPV4, 132): 52,
+    (Family.IPV6, 132): 72,
+    (Family.IPV4, 136): 28,
+    (Family.IPV6, 136): 48,
 }
 
 
@@ -235,6 +241,9 @@ class _Walker:
         # skb->pkt_type is fixed by the link-layer destination on arrival;
         # DNAT in PREROUTING does not change it.
         l2_host = self._arrived_as_host(packet)
+        if packet.get_extra("pkt_type") is None:
+            kind = "host" if l2_host else "multicast" if packet.dst.is_multicast else "broadcast"
+            packet = packet.with_(extra=(*packet.extra, ("pkt_type", kind)))
         verdict, packet = self._hook("PREROUTING", packet)
         if verdict != "ACCEPT":
             return "input", "DROP", packet
@@ -259,6 +268,7 @@ class _Walker:
         # ip_forward()/ip6_forward() decrement the TTL/hop limit before
         # calling the FORWARD hook, so FORWARD chains already see ttl - 1.
         packet = packet.with_(ttl=packet.ttl - 1)
+        self._maybe_redirect(packet)
         verdict, packet = self._hook("FORWARD", packet)
         if verdict != "ACCEPT":
             return "forward", "DROP", packet
@@ -292,6 +302,10 @@ class _Walker:
         # (and NAT bindings) attached, so nat PREROUTING/INPUT are not
         # consulted again (nf_nat_inet_fn: "Seen it before?").
         packet = packet.with_(in_iface="lo", out_iface=None)
+        if packet.ct is not None and packet.ct.state not in ("UNTRACKED", "INVALID"):
+            # nf_conntrack_confirm() ran at the end of POSTROUTING: the entry
+            # coming back in on lo is CONFIRMED (-m conntrack --ctstatus).
+            packet = packet.with_(ct=dataclasses.replace(packet.ct, confirmed=True))
         verdict, packet = self._hook("PREROUTING", packet)
         if verdict != "ACCEPT":
             return "output-local", "DROP", packet
@@ -322,7 +336,7 @@ class _Walker:
         if route.kind != "unicast" or not route.dev:
             self._drop(packet, f"routing decision: {packet.dst} is {route.kind}: dropped (no FORWARD)")
             return None, packet
-        if self._source_invalid(packet):
+        if self._source_invalid(packet, oif=route.dev):
             self._drop(packet, f"routing decision: martian source {packet.src} (a local address) on {packet.in_iface}: dropped")
             return None, packet
         if packet.family is Family.IPV6 and (
@@ -333,6 +347,40 @@ class _Walker:
         packet = packet.with_(out_iface=route.dev)
         self._route_step("PREROUTING", packet, f"routing decision: {packet.dst} {self._describe_route(route)} → FORWARD")
         return "forward", packet
+
+    def _maybe_redirect(self, packet: Packet) -> None:
+        """ip_forward(): a packet leaving by the interface it came in on,
+        from an on-link sender (IPSKB_DOREDIRECT, set in __mkroute_input()
+        when fib_validate_source() finds the source directly connected to
+        that device), makes the host send an ICMP redirect before FORWARD.
+        That locally generated packet runs through OUTPUT/POSTROUTING first
+        and takes its share of nth counters, limit tokens, recent lists and
+        SET changes -- which the forwarded packet then sees."""
+        if packet.family is not Family.IPV4 or packet.out_iface != packet.in_iface:
+            return
+        if packet.proto == 1 and packet.icmp_type in (3, 4, 5, 11, 12):
+            return  # icmp_send(): never an ICMP error about an ICMP error
+        back = self.host.route(packet.src)
+        if back.kind != "unicast" or back.dev != packet.in_iface or back.gateway is not None:
+            return
+        iface = self.host.interface(packet.in_iface or "")
+        nets = [a for a in iface.family_addrs(4)] if iface is not None else []
+        onlink = [a for a in nets if packet.src in a.network]
+        if not onlink:
+            return
+        # icmp_send(): to the sender, from the address the route to it
+        # prefers, TOS (tos & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL,
+        # quoting up to 576 - 28 bytes of the packet; conntrack finds no
+        # confirmed entry for the quoted packet, so the redirect is INVALID.
+        redirect = Packet(
+            family=Family.IPV4, proto=1, src=onlink[0].ip, dst=packet.src,
+            tcp_flags=frozenset(), icmp_type=5, icmp_code=1, in_iface=None,
+            length=28 + min(packet.length, 548), ttl=64, tos=(packet.tos & 0x1E) | 0xC0,
+            ctstate_in="INVALID",
+        )
+        self._route_step("FORWARD", packet, f"ICMP redirect sent to {packet.src} (it leaves by its own interface); the redirect runs through OUTPUT and POSTROUTING first")
+        sub = _Walker(self.ruleset, self.host, self.state)
+        sub._local(redirect)
 
     def _arrived_as_host(self, packet: Packet) -> bool:
         given = packet.get_extra("pkt_type")
@@ -362,12 +410,18 @@ class _Walker:
             if dst == ipaddress.IPv4Address("255.255.255.255"):
                 # brd_input: fib_validate_source() still runs for any source
                 # but 0.0.0.0, so a local source address is a martian here too.
-                if int(src) >> 24 != 0 and self._source_invalid(packet):
+                if int(src) != 0 and self._source_invalid(packet):
                     return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
                 return ""
-            if int(src) >> 24 == 0:
+            # ipv4_is_zeronet() is `addr == 0` since Linux 5.3 ("Allow
+            # 0.0.0.0/8 as a valid address range"): 0.1.2.3 is an address.
+            if int(src) == 0:
+                # ip_mc_validate_source(): a 0.0.0.0 source is fine towards
+                # link-local multicast (224.0.0.0/24) or for IGMP.
+                if dst.is_multicast and (dst in ipaddress.IPv4Network("224.0.0.0/24") or packet.proto == 2):
+                    return ""
                 return f"martian source {src}: dropped by the routing decision"
-            if int(dst) >> 24 == 0:
+            if int(dst) == 0:
                 return f"martian destination {dst}: dropped by the routing decision"
             if iface != "lo" and (src.is_loopback or dst.is_loopback):
                 # route_localnet=0: 127/8 is only valid on lo.
@@ -380,19 +434,28 @@ class _Walker:
             if src.is_multicast:
                 return f"multicast source {src}: dropped"
         route = self.host.route(dst, src=src, mark=packet.mark, iif=iface)
-        if route.kind in ("local", "broadcast") and self._source_invalid(packet):
+        # ip_mc_validate_source() runs fib_validate_source() for multicast
+        # destinations too (any source but 0.0.0.0).
+        if route.kind in ("local", "broadcast", "multicast") and self._source_invalid(packet):
             return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
         return ""
 
-    def _source_invalid(self, packet: Packet) -> bool:
-        # fib_validate_source() with rp_filter=0 and accept_local=0: a source
-        # address that is one of the host's own is a martian, except on lo.
+    def _source_invalid(self, packet: Packet, oif: str | None = None) -> bool:
+        # fib_validate_source() with rp_filter=0 and accept_local=0, except
+        # on lo.  Its fast path (no ip rules, and not leaving by the input
+        # device) only refuses a source that is one of the host's own
+        # addresses (inet_lookup_ifaddr_rcu); otherwise the reverse lookup
+        # must not give a local or broadcast route.
         if packet.in_iface == "lo":
             return False
         if packet.family is Family.IPV6:
             return False
+        if not self.host.rules and oif != packet.in_iface:
+            return packet.src == ipaddress.IPv4Address("127.0.0.1") or any(
+                a.ip == packet.src for iface in self.host.interfaces for a in iface.addrs
+            )
         kind = self.host.route(packet.src).kind
-        return kind == "local" or (kind == "broadcast" and not self.host.is_local(packet.src))
+        return kind in ("local", "broadcast")
 
     def _describe_route(self, route: Any) -> str:
         if route.kind == "local":

@@ -285,7 +285,8 @@ def _set_target(target: Target, ctx: EvalContext) -> TargetOutcome:
         flags = tuple(f.strip() for f in flags_text.split(",") if f.strip())
         ipset = ctx.ruleset.ipset(set_name)
         if ipset is None:
-            parts.append(f"set {set_name} is not in the uploaded sets")
+            verb = "added to" if add else "deleted from"
+            parts.append(f"{verb} set {set_name} (not in the uploaded sets, so later lookups cannot see it)")
             continue
         parts.append(set_change(ctx, ipset, flags, add))
     if target.option("--map-set") is not None:

@@ -82,9 +82,42 @@ LINUX_SYN_OPTIONS = (
 )
 
 
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def sctp_init(pkt: dict[str, Any], l4_len: int) -> bytes:
+    # Common header with verification tag 0 and one INIT chunk: what starts
+    # an association, so conntrack (nf_conntrack_proto_sctp) sees it as NEW.
+    chunk = struct.pack("!BBHIIHHI", 1, 0, 20, 0x4E565A31, 65535, 10, 10, 1)
+    body = struct.pack("!HHII", pkt["sport"], pkt["dport"], 0, 0) + chunk
+    body += b"\0" * max(l4_len - len(body), 0)
+    csum = crc32c(body)
+    # the CRC32c is stored little-endian (RFC 4960 appendix B, as Linux does)
+    return body[:8] + struct.pack("<I", csum) + body[12:]
+
+
 def l4_segment(pkt: dict[str, Any], src: bytes, dst: bytes, v6: bool, l4_len: int) -> tuple[int, bytes]:
     """The transport header and payload, `l4_len` bytes, with a valid checksum."""
     proto = pkt["proto"]
+    if proto in ("sctp", "132"):
+        return 132, sctp_init(pkt, l4_len)
     if proto == "tcp":
         options = LINUX_SYN_OPTIONS if l4_len >= 40 else b""
         flags = tcp_flags(pkt["tcp_flags"])
@@ -98,6 +131,10 @@ def l4_segment(pkt: dict[str, Any], src: bytes, dst: bytes, v6: bool, l4_len: in
     elif proto == "udp":
         body = struct.pack("!HHHH", pkt["sport"], pkt["dport"], max(l4_len, 8), 0)
         number = 17
+    elif proto in ("udplite", "136"):
+        # UDP-Lite: the length field is the checksum coverage; 0 = everything.
+        body = struct.pack("!HHHH", pkt["sport"], pkt["dport"], 0, 0)
+        number = 136
     elif proto in ("icmp", "icmpv6"):
         body = struct.pack("!BBHHH", pkt["icmp_type"], pkt["icmp_code"], 0, 0x4E56, 1)
         number = 58 if v6 else 1
@@ -112,9 +149,9 @@ def l4_segment(pkt: dict[str, Any], src: bytes, dst: bytes, v6: bool, l4_len: in
         csum = checksum(body)  # ICMPv4 has no pseudo header
     else:
         csum = checksum(pseudo + body)
-        if number == 17 and csum == 0:
+        if number in (17, 136) and csum == 0:
             csum = 0xFFFF
-    offset = {6: 16, 17: 6, 1: 2, 58: 2}[number]
+    offset = {6: 16, 17: 6, 136: 6, 1: 2, 58: 2}[number]
     body = body[:offset] + struct.pack("!H", csum) + body[offset + 2 :]
     return number, body
 
@@ -191,7 +228,10 @@ def _send_local(spec: dict[str, Any], path: list[str]) -> str:
         # A socket's SYN is 20 + 40 bytes (v4) with Linux's options; any other
         # length or flag set needs the raw path.
         path.append("socket")
-        if pkt["proto"] == "tcp" and flags == "S" and int(pkt["length"]) == head_len + 40:
+        # A TCP socket keeps its own ECN bits whatever IP_TOS says
+        # (do_ip_setsockopt masks INET_ECN_MASK for SOCK_STREAM).
+        tos_ok = not int(pkt.get("tos", 0)) & 3
+        if pkt["proto"] == "tcp" and flags == "S" and int(pkt["length"]) == head_len + 40 and tos_ok:
             sock = socket.socket(fam, socket.SOCK_STREAM)
             _common_opts(sock, mark, pkt, v6)
             sock.bind((pkt["src"], pkt["sport"]))

@@ -48,6 +48,7 @@ GRACE = 0.05
 DEFAULT_LENGTH = {
     (False, 6): 60, (False, 17): 28, (False, 1): 84,
     (True, 6): 80, (True, 17): 48, (True, 58): 104,
+    (False, 132): 52, (True, 132): 72, (False, 136): 28, (True, 136): 48,
 }
 
 _counter = itertools.count()
@@ -444,7 +445,7 @@ def _is_ours(info: dict[str, Any], pkt: dict[str, Any]) -> bool:
             return False
     except ValueError:
         return False
-    if pkt["proto"] in ("tcp", "udp"):
+    if pkt["proto"] in ("tcp", "udp", "sctp", "udplite"):
         return info.get("sport") == pkt["sport"] and info.get("dport") == pkt["dport"]
     return True
 
@@ -505,7 +506,7 @@ def select_events(events: list[_Event], pkt: dict[str, Any]) -> list[_Event]:
 
 def _proto_word(pkt: dict[str, Any]) -> str:
     proto = str(pkt["proto"])
-    return {"icmpv6": "icmpv6", "icmp": "icmp", "tcp": "tcp", "udp": "udp"}.get(proto, "")
+    return {"icmpv6": "icmpv6", "icmp": "icmp", "tcp": "tcp", "udp": "udp", "sctp": "sctp", "udplite": "udplite"}.get(proto, "")
 
 
 # ---------------------------------------------------------------------------
@@ -519,8 +520,9 @@ def _normalise_packet(raw: dict[str, Any], v6: bool) -> dict[str, Any]:
         proto = "icmpv6"
     if proto == "icmp" and v6:
         proto = "icmpv6"
+    proto = {"132": "sctp", "136": "udplite"}.get(proto, proto)
     pkt["proto"] = proto
-    if proto in ("tcp", "udp"):
+    if proto in ("tcp", "udp", "sctp", "udplite"):
         # The engine's defaults (pipeline.packet_from_dict); port 0 stays 0.
         pkt["sport"] = int(40000 if pkt.get("sport") is None else pkt["sport"])
         pkt["dport"] = int(80 if pkt.get("dport") is None else pkt["dport"])
@@ -534,7 +536,7 @@ def _normalise_packet(raw: dict[str, Any], v6: bool) -> dict[str, Any]:
         pkt["icmp_type"] = int(default_type if t is None else t)
         pkt["icmp_code"] = int(pkt.get("icmp_code") or 0)
     pkt["mark"] = int(pkt.get("mark") or 0)
-    number = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}.get(proto, 0)
+    number = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}.get(proto, 0)
     pkt["length"] = int(pkt.get("length") or DEFAULT_LENGTH.get((v6, number), 60 if v6 else 40))
     return pkt
 

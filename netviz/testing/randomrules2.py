@@ -121,7 +121,7 @@ def _host(rng: random.Random) -> _Host:
 
 def _packet(rng: random.Random, host: _Host) -> tuple[dict[str, Any], str]:
     path = rng.choice(("input", "forward", "forward", "output", "output"))
-    proto: str | int = rng.choice(("tcp", "tcp", "tcp", "udp", "udp", "icmp", "icmp", "gre", "esp", "47", "50", "112"))
+    proto: str | int = rng.choice(("tcp", "tcp", "tcp", "udp", "udp", "icmp", "icmp", "gre", "esp", "47", "50", "112", "sctp"))
     remote = ipaddress.IPv4Network(REMOTE_NET)
     nets = host.nets()
     pkt: dict[str, Any] = {"proto": proto}
@@ -174,7 +174,7 @@ def _packet(rng: random.Random, host: _Host) -> tuple[dict[str, Any], str]:
             src = mine[0] if mine and rng.random() < 0.85 else rng.choice(host.addresses())
         pkt["in_iface"] = None
     pkt["src"], pkt["dst"] = str(src), str(dst)
-    if proto in ("tcp", "udp"):
+    if proto in ("tcp", "udp", "sctp"):
         pkt["sport"] = rng.choice((rng.randint(1024, 65000), 53, 1812))
         pkt["dport"] = rng.choice(PORTS)
     if proto == "tcp":
@@ -314,6 +314,8 @@ class _Gen:
             pool += ["rpfilter", "rpfilter"]
         if proto in ("tcp", "udp"):
             pool += ["sport", "dport", "multiport", "multiport"]
+        if proto == "sctp":
+            pool += ["sport", "dport"]
         if proto == "tcp":
             pool += ["tcpflags", "tcpflags", "syn", "tcpoption", "tcpmss", "ecn-tcp"]
         if proto == "icmp":
@@ -334,7 +336,7 @@ class _Gen:
             return f"{neg}-d {self._addr(pkt['dst'])}"
         if kind in ("in", "out"):
             names = [n for n, _ in self.host.ifaces] + ["lo"]
-            name = pkt.get("in_iface") if kind == "in" and pkt.get("in_iface") and rng.random() < 0.5 else rng.choice(names)
+            name = str(pkt.get("in_iface")) if kind == "in" and pkt.get("in_iface") and rng.random() < 0.5 else rng.choice(names)
             if rng.random() < 0.3:
                 name = name[:2] + "+"
             return f"{neg}-{kind[0]} {name}"
@@ -438,7 +440,7 @@ class _Gen:
             opts = [o for o in ("--loose", "--invert", "--validmark", "--accept-local") if rng.random() < 0.3]
             return " ".join(["-m rpfilter", *opts])
         if kind in ("sport", "dport"):
-            port = pkt.get(kind) if pkt.get(kind) and rng.random() < 0.5 else rng.choice(PORTS)
+            port = int(pkt.get(kind) or 0) if pkt.get(kind) and rng.random() < 0.5 else rng.choice(PORTS)
             if rng.random() < 0.3:
                 return f"-m {proto} {neg}--{kind} {max(port - 10, 0)}:{port + rng.randint(0, 10)}"
             return f"-m {proto} {neg}--{kind} {port}"

@@ -161,7 +161,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     messages.success(
         request,
         f"Uploaded {ruleset.rule_count} rules in {ruleset.chain_count} chains. "
-        "Next: trace a packet (examples below) or browse the chains.",
+        "Next: pick a packet below to follow through the rules, or browse the chains.",
     )
     if request.htmx:
         return HttpResponseClientRedirect(url)

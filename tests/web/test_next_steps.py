@@ -138,7 +138,7 @@ def test_an_upload_lands_on_its_ruleset_with_packets_to_trace(client: Client) ->
         "host_routes": "default via 192.168.1.1 dev eth0\n",
     }, follow=True)
     page = html.unescape(response.content.decode())
-    assert "Uploaded 86 rules in 38 chains. Next: trace a packet" in page
+    assert "Uploaded 86 rules in 38 chains. Next: pick a packet below" in page
     rs = models.Ruleset.objects.get(name="centos node")
     trace = reverse("netviz:trace", args=[rs.pk])
     links = re.findall(rf'href="{re.escape(trace)}\?([^"]*)">([^<]*)</a>', page)
@@ -163,3 +163,8 @@ def test_home_points_to_the_three_jobs(client: Client, broken: models.Ruleset) -
     # Without saved comparisons or lessons the links go to the empty pages.
     assert f'href="{reverse("netviz:compare")}">Compare →' in page
     assert f'href="{reverse("netviz:lesson_list")}">Lessons →' in page
+
+
+def test_the_ruleset_list_links_straight_to_tracing(client: Client, broken: models.Ruleset) -> None:
+    page = client.get(reverse("netviz:ruleset_list")).content.decode()
+    assert f'<a href="{reverse("netviz:trace", args=[broken.pk])}" aria-label="Trace a packet through flannel BROKEN">' in page
