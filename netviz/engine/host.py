@@ -496,7 +496,8 @@ class Host:
         # table only.  No hit → UNICAST; a hit whose next-hop device is not
         # `dev` (--limit-iface-in/out) → UNICAST too.  So main-table
         # blackhole/unreachable routes never show as such here.
-        if int(addr) >> 24 == 0 or addr == _V4_LBCAST:
+        # ipv4_is_zeronet() is `addr == 0` since Linux 5.3: 0.1.2.3 is UNICAST.
+        if int(addr) == 0 or addr == _V4_LBCAST:
             return frozenset({"BROADCAST"})
         if addr in _V4_MULTICAST:
             return frozenset({"MULTICAST"})

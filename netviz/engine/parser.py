@@ -735,6 +735,7 @@ class _Plan:
         "basic_built",
         "basic_values",
         "cacheable",
+        "clues",
         "counters_tok",
         "dashes",
         "exact",
@@ -774,6 +775,7 @@ class _Plan:
         self.v4 = -1
         self.dashes = 0
         self.cacheable = True
+        self.clues = False
         self.proto = ""
         self.proto_negated = False
         self.basic_values: Callable[[list[str]], object] | None = None
@@ -808,6 +810,8 @@ class _Plan:
         # _parse_spec keeps the first clue; clues come in token order
         self.v6 = min(self.v6_fixed, default=-1)
         self.v4 = min(self.v4_fixed, default=-1)
+        # anything for _fast_rule's bookkeeping beyond the addresses
+        self.clues = bool(self.v6 >= 0 or self.v4 >= 0 or self.v6_reject or self.sets)
         tokens = [j for kind, _, _, j, _ in self.basic if kind != _B_CONST]
         self.basic_values = itemgetter(*tokens) if tokens else None
         # the -m and -p texts as one comparison
@@ -1849,21 +1853,26 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
                 plan.basic_built[bkey] = bhit
         if bhit is None:
             return False
-        assert isinstance(bhit, tuple)
-        basic_match, family, addr_tok = bhit
+        basic_match, family, addr_tok = bhit  # type: ignore[misc]
         if basic_match is not None:
             matches.append(basic_match)
     # Each clause is built once per distinct values and checked then, under
     # the shape's -p, with check_rule itself: check_rule accepts a rule
     # exactly when it accepts each of its matches and its target on its own.
     for slot in plan.slots:
-        if slot.comment:
-            comment = toks[slot.ops[0][2]]
-            if len(comment) > 255:
-                return False
-            matches.append(Match("comment", (Option("--comment", (comment,), False),)))
-            continue
         key = slot.values(toks) if slot.values is not None else None
+        if slot.comment:
+            # what check_rule asks of `-m comment --comment TEXT`
+            cm = slot.built.get(key)
+            if cm is None:
+                assert isinstance(key, str)
+                if len(key) > 255:
+                    return False
+                cm = (Match("comment", (Option("--comment", (key,), False),)), True)
+                if len(slot.built) < _CACHE_LIMIT:
+                    slot.built[key] = cm
+            matches.append(cm[0])  # type: ignore[arg-type]
+            continue
         hit = slot.built.get(key)
         if hit is None:
             m = Match(slot.name, slot.options(toks))
@@ -1916,16 +1925,17 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
             st.first_v4 = (lineno, raw, 0, addr_tok)
     elif family == 6 and st.first_v6 is None:
         st.first_v6 = (lineno, raw, 0, addr_tok)
-    v6_hint = plan.v6
-    for tok, first in plan.v6_reject:
-        if toks[first][:5] == "icmp6" and (v6_hint < 0 or tok < v6_hint):
-            v6_hint = tok
-    if v6_hint >= 0 and st.first_v6 is None:
-        st.first_v6 = (lineno, raw, 0, v6_hint)
-    if plan.v4 >= 0 and st.first_v4 is None and st.family is Family.IPV6:
-        st.first_v4 = (lineno, raw, 0, plan.v4)
-    for k in plan.sets:
-        st.set_refs.append(_SetRef(lineno, raw, 0, k, toks[k]))
+    if plan.clues:
+        v6_hint = plan.v6
+        for tok, first in plan.v6_reject:
+            if toks[first][:5] == "icmp6" and (v6_hint < 0 or tok < v6_hint):
+                v6_hint = tok
+        if v6_hint >= 0 and st.first_v6 is None:
+            st.first_v6 = (lineno, raw, 0, v6_hint)
+        if plan.v4 >= 0 and st.first_v4 is None and st.family is Family.IPV6:
+            st.first_v4 = (lineno, raw, 0, plan.v4)
+        for k in plan.sets:
+            st.set_refs.append(_SetRef(lineno, raw, 0, k, toks[k]))
     rules = chain.rules
     rules.append(Rule(st.table, chain.name, len(rules) + 1, lineno, raw.rstrip(), tuple(matches), target, counters))
     return True

@@ -357,3 +357,17 @@ def test_a_subnet_broadcast_source_passes_the_fast_source_check() -> None:
     # of the host's own addresses (inet_lookup_ifaddr_rcu).
     pkt = {**IN, "src": "10.88.1.255"}
     check(scenario(MANGLE(), pkt), [P("mangle", "PREROUTING"), P("mangle", "INPUT")], "ACCEPT")
+
+
+@pytest.mark.parametrize(("src", "dst"), [("0.1.2.3", "10.88.1.1"), ("10.88.1.2", "0.0.0.1")])
+def test_only_0_0_0_0_is_the_zero_network(src: str, dst: str) -> None:
+    # Linux 5.3 "Allow 0.0.0.0/8 as a valid address range": routing and
+    # addrtype treat 0.x.y.z (other than 0.0.0.0) as ordinary unicast.
+    ruleset = MANGLE("""
+        -A PREROUTING -m addrtype --src-type BROADCAST -j DROP
+        -A PREROUTING -m addrtype --dst-type BROADCAST -j DROP
+        -A PREROUTING -m addrtype --src-type UNICAST -j LOG
+    """)
+    pkt = {**IN, "src": src, "dst": dst}
+    after = [P("mangle", "INPUT")] if dst == "10.88.1.1" else [P("mangle", "FORWARD"), P("mangle", "POSTROUTING")]
+    check(scenario(ruleset, pkt), [H("mangle", "PREROUTING", 3, "CONTINUE"), P("mangle", "PREROUTING")] + after, "ACCEPT")
