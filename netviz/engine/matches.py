@@ -1555,16 +1555,33 @@ def _compile_connlimit(match: Match) -> list[Checker]:
         limit = int(opt.value)
     except ValueError:
         return [_const(_unknown(clause, f"cannot read {opt.text()}"))]
-    # connlimit_mt(): nf_conncount_count() inserts the packet's own tuple
-    # before counting, so a first packet counts 1 connection (its own);
-    # the result is `(1 > limit) ^ invert`, --connlimit-upto setting invert.
-    hit = limit < 1 if above is not None else limit >= 1
-    if opt.negated:
-        hit = not hit
-    why = f"{clause}: assuming this is the only connection from the address (count 1)"
-    if hit:
-        return [_const(_assume(clause, why))]
-    return [_const(_no(clause, why, assumed=True))]
+    use_dst = match.option("--connlimit-daddr") is not None
+    mask_opt = match.option("--connlimit-mask")
+
+    def check(ctx: EvalContext) -> MatchOutcome | None:
+        p = ctx.packet
+        addr = p.dst if use_dst else p.src
+        bits = addr.max_prefixlen
+        plen = int(mask_opt.value) if mask_opt is not None else bits
+        key_addr = int(addr) & (((1 << bits) - 1) << (bits - plen)) & ((1 << bits) - 1)
+        key = ("connlimit", ctx.table, ctx.chain, ctx.rule_index, key_addr)
+        # connlimit_mt(): nf_conncount_count() adds the packet's own tuple
+        # before counting, so a first packet counts 1.  Within the same
+        # jiffy __nf_conncount_add() skips the duplicate check (list->last_gc
+        # == jiffies), so each further evaluation of this rule during the
+        # same traversal adds the tuple again: 2, 3, ...  The result is
+        # `(count > limit) ^ invert`, --connlimit-upto setting invert.
+        count = ctx.state.limit_taken.get(key, 0) + 1
+        ctx.state.limit_taken[key] = count
+        hit = count > limit if above is not None else count <= limit
+        if opt.negated:
+            hit = not hit
+        why = f"{clause}: {count} connection(s) counted (assuming no others from the address)"
+        if hit:
+            return MatchOutcome(MATCH, clause, why, assumed=True)
+        return _no(clause, why, assumed=True)
+
+    return [check]
 
 
 # -- small header matches -------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -469,6 +470,10 @@ def _ipv4_int(text: str) -> int | None:
     return value
 
 
+# what _ipv4_int accepts: four decimal octets ≤ 255 without leading zeros
+_HOST_V4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def _ipv4_text(value: int) -> str:
     return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
 
@@ -480,7 +485,10 @@ def _norm_addr(tok: str) -> tuple[str, int]:
     if hit is not None:
         return hit
     host, slash, mask = tok.partition("/")
-    if ":" in host:
+    if (not slash or mask == "32") and _HOST_V4.fullmatch(host):
+        # a host address: the general case below keeps its text (net == addr)
+        result = (f"{host}/32", 4)
+    elif ":" in host:
         result = _norm_addr6(tok, host, slash, mask)
     else:
         addr = _ipv4_int(host)
@@ -700,6 +708,7 @@ _SHORTCUTS = True
 
 # _Plan.basic entries: a fixed Option, an -s/-d address list, an -i/-o name
 _B_CONST, _B_ADDR, _B_IFACE = range(3)
+_SAVE_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
 _TARGET_SLOT = -1
 
 
@@ -733,8 +742,10 @@ class _Plan:
     __slots__ = (
         "basic",
         "basic_built",
+        "basic_saved",
         "basic_values",
         "cacheable",
+        "chain_jump_ok",
         "clues",
         "counters_tok",
         "dashes",
@@ -742,7 +753,6 @@ class _Plan:
         "exact_texts",
         "exact_values",
         "goto",
-        "matches",
         "ops",
         "proto",
         "proto_negated",
@@ -779,6 +789,9 @@ class _Plan:
         self.proto = ""
         self.proto_negated = False
         self.basic_values: Callable[[list[str]], object] | None = None
+        self.basic_saved: list[tuple[int, str, bool, int, Option | None]] = []
+        # whether check_rule takes a plain jump to a chain (see _fast_rule)
+        self.chain_jump_ok: bool | None = None
         self.exact_values: Callable[[list[str]], object] | None = None
         self.exact_texts: object = None
         # basic-criteria values → (Match or None, address family, its token),
@@ -812,6 +825,8 @@ class _Plan:
         self.v4 = min(self.v4_fixed, default=-1)
         # anything for _fast_rule's bookkeeping beyond the addresses
         self.clues = bool(self.v6 >= 0 or self.v4 >= 0 or self.v6_reject or self.sets)
+        # the basic criteria in the order iptables-save prints them
+        self.basic_saved = sorted(self.basic, key=lambda entry: _SAVE_ORDER.index(entry[1]))
         tokens = [j for kind, _, _, j, _ in self.basic if kind != _B_CONST]
         self.basic_values = itemgetter(*tokens) if tokens else None
         # the -m and -p texts as one comparison
@@ -1260,6 +1275,9 @@ class _State:
         self.first_v6: tuple[int, str, int, int] | None = None
 
 
+_ZERO = Counters(0, 0)
+
+
 def _parse_counters(tok: str) -> Counters | None:
     # parse_counters(): sscanf("[%llu:%llu]")
     if len(tok) < 5 or tok[0] != "[" or tok[-1] != "]":
@@ -1307,8 +1325,10 @@ def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_Se
     st = _State(family)
     lines = text.split("\n")
     lineno = 0
+    crlf = "\r" in text
     for lineno, raw in enumerate(lines, 1):
-        raw = raw.removesuffix("\r")
+        if crlf:
+            raw = raw.removesuffix("\r")
         c = raw[:1]
         if c == "-" or c == "[" or c == " " or c == "\t":
             if not (_SHORTCUTS and raw[:3] == "-A " and _fast_rule(st, lineno, raw)):
@@ -1428,7 +1448,8 @@ def _chain_line(st: _State, lineno: int, raw: str) -> None:
     if st.table is None:
         raise ParseError(lineno, 1, "chain declaration outside a table (missing *table line)", raw)
     # iptables-restore splits a chain line with strtok(" \t\n"): no quoting
-    toks = _split(raw[1:])
+    # (printable ASCII has no blank but " ", where str.split() is the same)
+    toks = raw[1:].split() if raw.isascii() and raw.isprintable() else _split(raw[1:])
     if not toks:
         raise ParseError(lineno, 2, 'missing chain name after ":"', raw)
     name = toks[0]
@@ -1449,7 +1470,8 @@ def _chain_line(st: _State, lineno: int, raw: str) -> None:
         )
     counters = None
     if len(toks) >= 3:
-        counters = _parse_counters(toks[2])
+        # nearly every chain line of a dump says [0:0]
+        counters = _ZERO if toks[2] == "[0:0]" else _parse_counters(toks[2])
         if counters is None:
             raise ParseError(
                 lineno,
@@ -1773,13 +1795,13 @@ def _fast_basic(plan: _Plan, toks: list[str]) -> tuple[Match | None, int, int] |
     """The -s/-d/-i/-o/-p/-f Match of a replayed line (what _parse_spec and
     _expand make of a single address pair), its address family and token;
     None for anything _parse_spec has to see (a bad value, an address list)."""
-    opts: dict[str, Option] = {}
+    opts: list[Option] = []
     family = 0
     addr_tok = -1
-    for kind, name, negated, j, fixed in plan.basic:
+    for kind, name, negated, j, fixed in plan.basic_saved:
         if kind == _B_CONST:
             assert fixed is not None
-            opts[name] = fixed
+            opts.append(fixed)
             continue
         value = toks[j]
         if kind == _B_ADDR:
@@ -1789,20 +1811,20 @@ def _fast_basic(plan: _Plan, toks: list[str]) -> tuple[Match | None, int, int] |
                 addr, fam = _norm_addr(value)
             except ValueError:
                 return None
-            if family == 0:
-                family, addr_tok = fam, j
-            elif fam != family:
+            if family and fam != family:
                 return None
+            # _parse_spec takes the family from the first address in the line
+            family = fam
+            addr_tok = j if addr_tok < 0 else min(addr_tok, j)
             # save_ipv4_addr / save_ipv6_addr omit a zero mask
             if negated or (addr != "0.0.0.0/0" and addr != "::/0"):
-                opts[name] = _option(name, (addr,), negated)
+                opts.append(_option(name, (addr,), negated))
         else:
             if len(value) >= _IFNAMSIZ:
                 return None
             if value != "+" or negated:
-                opts[name] = _option(name, (value,), negated)
-    ordered = tuple([opts[n] for n in ("-s", "-d", "-i", "-o", "-p", "-f") if n in opts])
-    return (Match("", ordered) if ordered else None, family, addr_tok)
+                opts.append(_option(name, (value,), negated))
+    return (Match("", tuple(opts)) if opts else None, family, addr_tok)
 
 
 def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
@@ -1887,16 +1909,27 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
     tslot = plan.target
     if tslot is not None:
         tname = toks[plan.target_tok]
-        key = (tname, tslot.values(toks) if tslot.values is not None else None)
-        hit = tslot.built.get(key)
-        if hit is None:
-            t = _target(tname, tslot.options(toks), plan.goto)
-            hit = (t, check_rule((), t, plan.proto, plan.proto_negated) is None)
-            if len(tslot.built) < _CACHE_LIMIT:
-                tslot.built[key] = hit
-        if not hit[1]:
-            return False
-        target = hit[0]  # type: ignore[assignment]
+        if tslot.values is None and tname not in KNOWN_TARGETS:
+            # `-j SOME-CHAIN`, a new chain name on many lines: the checks of
+            # extcheck concern target extensions (all in KNOWN_TARGETS), so
+            # check_rule answers the same for every plain jump to a chain
+            # (test_parser_shortcuts holds extcheck to that)
+            target = _target(tname, (), plan.goto)
+            if plan.chain_jump_ok is None:
+                plan.chain_jump_ok = check_rule((), target, plan.proto, plan.proto_negated) is None
+            if not plan.chain_jump_ok:
+                return False
+        else:
+            key = (tname, tslot.values(toks) if tslot.values is not None else None)
+            hit = tslot.built.get(key)
+            if hit is None:
+                t = _target(tname, tslot.options(toks), plan.goto)
+                hit = (t, check_rule((), t, plan.proto, plan.proto_negated) is None)
+                if len(tslot.built) < _CACHE_LIMIT:
+                    tslot.built[key] = hit
+            if not hit[1]:
+                return False
+            target = hit[0]  # type: ignore[assignment]
         # the target checks of _add_rules
         if tname in KNOWN_TARGETS:
             if plan.goto:
@@ -1937,8 +1970,38 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
         for k in plan.sets:
             st.set_refs.append(_SetRef(lineno, raw, 0, k, toks[k]))
     rules = chain.rules
-    rules.append(Rule(st.table, chain.name, len(rules) + 1, lineno, raw.rstrip(), tuple(matches), target, counters))
+    rules.append(_new_rule(st.table, chain.name, len(rules) + 1, lineno, raw.rstrip(), tuple(matches), target, counters))
     return True
+
+
+_object_new = object.__new__
+
+
+def _new_rule(
+    table: str,
+    chain: str,
+    index: int,
+    line: int,
+    text: str,
+    matches: tuple[Match, ...],
+    target: Target | None,
+    counters: Counters | None,
+) -> Rule:
+    # Rule(…) exactly, three times faster: a frozen dataclass's __init__
+    # assigns each field through object.__setattr__; filling the new
+    # instance's __dict__ in field order makes the same object (Rule has no
+    # __post_init__ and no __slots__; test_parser_shortcuts compares them).
+    rule = _object_new(Rule)
+    d = rule.__dict__
+    d["table"] = table
+    d["chain"] = chain
+    d["index"] = index
+    d["line"] = line
+    d["text"] = text
+    d["matches"] = matches
+    d["target"] = target
+    d["counters"] = counters
+    return rule
 
 
 def _locate(toks: list[str], what: str, start: int) -> int:

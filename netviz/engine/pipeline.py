@@ -282,6 +282,11 @@ class _Walker:
             # (ENETUNREACH/EINVAL/EACCES) and netfilter never sees the packet.
             self._drop(packet, f"no route to {packet.dst}: the sending socket gets an error; no netfilter hook runs")
             return "output", "DROP", packet
+        if route.kind != "local" and packet.family is Family.IPV4 and packet.src.is_loopback:
+            # __mkroute_output(): a 127/8 source may only leave through lo
+            # (-EINVAL to the sender); no netfilter hook runs.
+            self._drop(packet, f"source {packet.src} cannot leave by {route.dev}: the sending socket gets EINVAL; no netfilter hook runs")
+            return "output", "DROP", packet
         if route.kind == "broadcast":
             # udp_sendmsg()/ip_route_output: a broadcast destination needs
             # SO_BROADCAST, which a plain socket does not have (EACCES).
@@ -472,6 +477,11 @@ class _Walker:
         route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
         if route.kind in ("unreachable", "blackhole", "prohibit"):
             self._drop(packet, f"re-route after {why}: no route to {packet.dst}: dropped")
+            return None
+        if route.kind != "local" and packet.family is Family.IPV4 and packet.src.is_loopback:
+            # ip_route_me_harder() → __mkroute_output(): a 127/8 source may
+            # not leave by another device (-EINVAL): dropped.
+            self._drop(packet, f"re-route after {why}: source {packet.src} cannot leave by {route.dev}: dropped")
             return None
         self._route_step(
             "OUTPUT", packet, f"re-route after {why}: {packet.dst} {self._describe_route(route)}"

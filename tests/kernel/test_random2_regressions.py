@@ -371,3 +371,28 @@ def test_only_0_0_0_0_is_the_zero_network(src: str, dst: str) -> None:
     pkt = {**IN, "src": src, "dst": dst}
     after = [P("mangle", "INPUT")] if dst == "10.88.1.1" else [P("mangle", "FORWARD"), P("mangle", "POSTROUTING")]
     check(scenario(ruleset, pkt), [H("mangle", "PREROUTING", 3, "CONTINUE"), P("mangle", "PREROUTING")] + after, "ACCEPT")
+
+
+def test_dnat_of_a_loopback_packet_to_a_remote_address_is_dropped() -> None:
+    # ip_route_me_harder() → __mkroute_output(): 127.0.0.1 may not leave by eth2.
+    ruleset = NAT("-A OUTPUT -j DNAT --to-destination 203.0.113.9")
+    pkt = {"proto": "udp", "src": "127.0.0.1", "sport": 40010, "dst": "127.0.0.1", "dport": 53}
+    check(scenario(ruleset, pkt), [H("nat", "OUTPUT", 1, "ACCEPT")], "DROP")
+
+
+def test_a_loopback_source_to_a_remote_address_never_reaches_netfilter() -> None:
+    pkt = {"proto": "udp", "src": "127.0.0.1", "sport": 40011, "dst": "203.0.113.9", "dport": 53}
+    check(scenario(MANGLE(), pkt), [], "DROP")
+
+
+def test_connlimit_counts_again_when_the_rule_is_met_again() -> None:
+    # __nf_conncount_add(): within one jiffy the duplicate check is skipped,
+    # so a second evaluation of the same rule counts the tuple twice.
+    ruleset = RAW("""
+        -A PREROUTING -j A
+        -A PREROUTING -j A
+        -A A -m connlimit --connlimit-upto 1 -j LOG
+    """, users=("A",))
+    expected = [H("raw", "PREROUTING", 1, "JUMP:A"), H("raw", "A", 1, "CONTINUE"), H("raw", "PREROUTING", 2, "JUMP:A"),
+                P("raw", "PREROUTING")]
+    check(scenario(ruleset, IN), expected, "ACCEPT")
