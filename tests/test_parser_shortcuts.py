@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netviz.engine import parser
-from netviz.engine.parser import ParseError, parse_ruleset
-from netviz.engine.ruleset import Family
+from netviz.engine import extcheck, parser
+from netviz.engine.extcheck import check_rule
+from netviz.engine.parser import KNOWN_TARGETS, ParseError, parse_ruleset
+from netviz.engine.ruleset import Family, Target
 from netviz.testing.gendump import generate_dump
 
 REALWORLD = Path(__file__).resolve().parents[1] / ".." / "shared" / "realworld"
@@ -231,3 +232,15 @@ def _shaped_dumps(draw: st.DrawFn) -> str:
 @given(_shaped_dumps())
 def test_shaped_random_dumps_parse_identically(text: str) -> None:
     _assert_same(text)
+
+
+def test_check_rule_takes_every_plain_jump_to_a_chain_alike() -> None:
+    # _fast_rule asks check_rule about one `-j CHAIN` per shape and reuses
+    # the answer for other chain names: extcheck must single out target
+    # extensions only, never a chain name
+    assert set(extcheck._TARGET_NEEDS) <= KNOWN_TARGETS
+    assert {"REDIRECT", "MASQUERADE", "DNAT", "SNAT", "REJECT", "TCPMSS"} <= KNOWN_TARGETS
+    for name in ("KUBE-SEP-X", "cali-fw-1", "set", "tcp", "comment", "x"):
+        for proto, negated in (("", False), ("tcp", False), ("tcp", True), ("udp", False), ("icmp", False)):
+            assert check_rule((), Target(name), proto, negated) is None
+            assert check_rule((), Target(name, (), True), proto, negated) is None

@@ -364,9 +364,11 @@ def check_rule(
         if len(valid) < _VALID_LIMIT:
             valid[tkey] = target
     if tname in ("REDIRECT", "MASQUERADE", "DNAT", "SNAT"):
-        has_ports = any(
-            o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value)) for o in target.options
-        )
+        has_ports = False
+        for o in target.options:
+            if o.name == "--to-ports" or (o.name[:5] == "--to-" and _has_port(o.value)):
+                has_ports = True
+                break
         if has_ports and (proto not in _PORT_PROTOS or proto_negated):
             return (
                 tname,

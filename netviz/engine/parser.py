@@ -674,15 +674,16 @@ _V4_MODULES = frozenset({"icmp", "ttl"})
 #   - which tokens were quoted,
 #   - the -m module names and the -p protocol (checked through _Plan.exact),
 # and, for every other token, only of it not starting with "-" (_is_value).
-# The shape key of a line keeps the text of each token found in _known and
+# The shape key of a line keeps the text of each token found in st.known and
 # None for the others; a line whose unquoted tokens starting with "-" are all
-# in _known (counted: _Plan.dashes) is therefore parsed exactly like the line
+# in st.known (counted: _Plan.dashes) is therefore parsed exactly like the line
 # a plan was recorded from.  The first line of a shape goes through
 # _parse_spec, which records in a _Plan where every clause took its values
-# from; later lines replay it and redo only what depends on values (address
-# and interface checks, counters, interning).  A value the replay does not
-# accept sends the line back to _parse_spec, which raises the error exactly as
-# it always does.
+# from; later `-A` lines of that shape are appended by _fast_rule, which
+# redoes only what depends on values (address and interface checks, counters,
+# building and checking each clause once per distinct values).  A line or
+# value _fast_rule does not take goes back to _command_line unchanged, which
+# parses it, or raises its error, exactly as it always does.
 
 _KNOWN_BASE: dict[str, str] = {
     t: t
@@ -697,19 +698,14 @@ _KNOWN_BASE: dict[str, str] = {
         *_PROTO_NUMBERS,
     )
 }
-# grows by every option-like token of a recorded line (more tokens known only
-# makes keys more specific); reset after each parse
-_known: dict[str, str] = dict(_KNOWN_BASE)
-_plans: dict[tuple[object, ...], _Plan] = {}
 _PLAN_LIMIT = 20_000
-# _add_rules uses plans (and _command_line its quick tokenizer) only while
-# this is true; the equivalence tests turn it off to get the reference parse.
+# plans are recorded and _fast_rule used only while this is true; the
+# equivalence tests (test_parser_shortcuts) turn it off for the reference parse
 _SHORTCUTS = True
 
 # _Plan.basic entries: a fixed Option, an -s/-d address list, an -i/-o name
 _B_CONST, _B_ADDR, _B_IFACE = range(3)
 _SAVE_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
-_TARGET_SLOT = -1
 
 
 class _Slot:
@@ -795,8 +791,8 @@ class _Plan:
         self.exact_values: Callable[[list[str]], object] | None = None
         self.exact_texts: object = None
         # basic-criteria values → (Match or None, address family, its token),
-        # or None when _fast_rule leaves them to _parse_spec
-        self.basic_built: dict[object, tuple[Match | None, int, int] | None] = {}
+        # or _DECLINED when _fast_rule leaves them to _parse_spec
+        self.basic_built: dict[object, tuple[Match | None, int, int]] = {}
 
     def option(self, dest: list[Option], name: str, negated: bool, tok: int, end: int, count: int, inline: bool) -> None:
         if inline:
@@ -836,26 +832,28 @@ class _Plan:
             self.exact_texts = texts[0] if len(texts) == 1 else texts
 
 
-def _parse_and_record(toks: list[str], quoted: set[int]) -> _Spec:
+def _parse_and_record(st: _State, toks: list[str], quoted: set[int]) -> _Spec:
     """_parse_spec(toks, quoted, 2), recording a plan for the line's shape."""
-    if len(quoted) > 1 or len(_plans) >= _PLAN_LIMIT:
+    plans = st.plans
+    if len(quoted) > 1 or len(plans) >= _PLAN_LIMIT:
         return _parse_spec(toks, quoted, 2)
     qkey = next(iter(quoted)) if quoted else -1
-    kget = _known.get
-    if (qkey, *map(kget, toks)) in _plans:
+    known = st.known
+    kget = known.get
+    if (qkey, *map(kget, toks)) in plans:
         # _fast_rule declined this line (a value it does not take): as always
         return _parse_spec(toks, quoted, 2)
     rec = _Plan()
     spec = _parse_spec(toks, quoted, 2, rec)
     if rec.cacheable:
         for k, t in enumerate(toks):
-            if t[:1] == "-" and k not in quoted and t not in _known:
-                _known[t] = t
+            if t[:1] == "-" and k not in quoted and t not in known:
+                known[t] = t
         rec.dashes = sum(1 for k, t in enumerate(toks) if t[:1] == "-" and k not in quoted)
         proto = spec[0].get("-p")
         rec.proto = proto.values[0] if proto is not None else ""
         rec.proto_negated = proto is not None and proto.negated
-        _plans[(qkey, *map(kget, toks))] = rec
+        plans[(qkey, *map(kget, toks))] = rec
     return spec
 
 
@@ -1002,13 +1000,13 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int, rec: _Plan | None = N
                 sets.append((values[0], j - len(values)))
             elif name[:8] == "--icmpv6" or (name == "--reject-with" and values and values[0][:5] == "icmp6"):
                 v6_hint = i if v6_hint < 0 else v6_hint
+            assert dest is not None  # every branch above sets it or raises
             if rec is not None:
                 rec.option(dest, name, negated, i, j, len(values), bool(eq))
             key = (name, values, negated)
             opt = opt_cache.get(key)
             if opt is None:
                 opt = _option(name, values, negated)
-            assert dest is not None  # every branch above sets it or raises
             dest.append(opt)
             i = j
             continue
@@ -1273,6 +1271,12 @@ class _State:
         # (lineno, source, offset, token) of the first IPv4 / IPv6 evidence
         self.first_v4: tuple[int, str, int, int] | None = None
         self.first_v6: tuple[int, str, int, int] | None = None
+        # shape plans (see _Plan), and the tokens shape keys spell out: it
+        # grows by every option-like token of a recorded line (more tokens
+        # known only makes keys more specific).  Per parse, so that parses in
+        # other threads never see a key and a plan that do not belong together.
+        self.plans: dict[tuple[object, ...], _Plan] = {}
+        self.known: dict[str, str] = dict(_KNOWN_BASE)
 
 
 _ZERO = Counters(0, 0)
@@ -1306,9 +1310,6 @@ def _gc_paused() -> Iterator[None]:
         _opt_cache.clear()
         _target_cache.clear()
         _addr_cache.clear()
-        _plans.clear()
-        _known.clear()
-        _known.update(_KNOWN_BASE)
         clear_check_cache()
         gc.freeze()
         gc.unfreeze()
@@ -1694,7 +1695,7 @@ def _add_rules(
     i: int,
 ) -> None:
     if _SHORTCUTS and i == 2 and verb == "-A":
-        spec = _parse_and_record(toks, quoted)
+        spec = _parse_and_record(st, toks, quoted)
     else:
         spec = _parse_spec(toks, quoted, i)
     (
@@ -1788,7 +1789,8 @@ def _add_rules(
                 raise _Err(0, f"no rule in chain {chain.name} matches this specification")
 
 
-_MISS = object()
+# basic criteria _fast_basic leaves to _parse_spec, in _Plan.basic_built
+_DECLINED: tuple[Match | None, int, int] = (None, 0, -1)
 
 
 def _fast_basic(plan: _Plan, toks: list[str]) -> tuple[Match | None, int, int] | None:
@@ -1853,7 +1855,7 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
         dashes = head.count(" -") + 1 + tail.count(" -")
     else:
         return False
-    plan = _plans.get((qkey, *map(_known.get, toks)))
+    plan = st.plans.get((qkey, *map(st.known.get, toks)))
     # every unquoted token starting with "-" must be one the key spells out
     if plan is None or plan.dashes != dashes:
         return False
@@ -1868,14 +1870,14 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
     addr_tok = -1
     if plan.basic:
         bkey = plan.basic_values(toks) if plan.basic_values is not None else None
-        bhit = plan.basic_built.get(bkey, _MISS)
-        if bhit is _MISS:
-            bhit = _fast_basic(plan, toks)
+        bhit = plan.basic_built.get(bkey)
+        if bhit is None:
+            bhit = _fast_basic(plan, toks) or _DECLINED
             if len(plan.basic_built) < _CACHE_LIMIT:
                 plan.basic_built[bkey] = bhit
-        if bhit is None:
+        if bhit is _DECLINED:
             return False
-        basic_match, family, addr_tok = bhit  # type: ignore[misc]
+        basic_match, family, addr_tok = bhit
         if basic_match is not None:
             matches.append(basic_match)
     # Each clause is built once per distinct values and checked then, under
@@ -1909,27 +1911,26 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
     tslot = plan.target
     if tslot is not None:
         tname = toks[plan.target_tok]
-        if tslot.values is None and tname not in KNOWN_TARGETS:
-            # `-j SOME-CHAIN`, a new chain name on many lines: the checks of
-            # extcheck concern target extensions (all in KNOWN_TARGETS), so
-            # check_rule answers the same for every plain jump to a chain
-            # (test_parser_shortcuts holds extcheck to that)
-            target = _target(tname, (), plan.goto)
-            if plan.chain_jump_ok is None:
-                plan.chain_jump_ok = check_rule((), target, plan.proto, plan.proto_negated) is None
-            if not plan.chain_jump_ok:
-                return False
-        else:
-            key = (tname, tslot.values(toks) if tslot.values is not None else None)
-            hit = tslot.built.get(key)
-            if hit is None:
-                t = _target(tname, tslot.options(toks), plan.goto)
+        key = tname if tslot.values is None else (tname, tslot.values(toks))
+        hit = tslot.built.get(key)
+        if hit is None:
+            t = _target(tname, tslot.options(toks), plan.goto)
+            if tslot.values is None and tname not in KNOWN_TARGETS:
+                # `-j SOME-CHAIN`, a new chain name on many lines: the checks
+                # of extcheck concern target extensions (all in
+                # KNOWN_TARGETS), so check_rule answers the same for every
+                # plain jump to a chain (test_parser_shortcuts holds
+                # extcheck to that)
+                if plan.chain_jump_ok is None:
+                    plan.chain_jump_ok = check_rule((), t, plan.proto, plan.proto_negated) is None
+                hit = (t, plan.chain_jump_ok)
+            else:
                 hit = (t, check_rule((), t, plan.proto, plan.proto_negated) is None)
-                if len(tslot.built) < _CACHE_LIMIT:
-                    tslot.built[key] = hit
-            if not hit[1]:
-                return False
-            target = hit[0]  # type: ignore[assignment]
+            if len(tslot.built) < _CACHE_LIMIT:
+                tslot.built[key] = hit
+        if not hit[1]:
+            return False
+        target = hit[0]  # type: ignore[assignment]
         # the target checks of _add_rules
         if tname in KNOWN_TARGETS:
             if plan.goto:
