@@ -67,6 +67,8 @@ def test_it_goes_from_a_trace_to_the_compare_form(web: Page, broken: models.Rule
     page.wait_for_selector(".compare-link")
     page.click(".compare-link")
     page.wait_for_selector(".pick-note")
+    # autofocus is applied once the document has loaded, not at parse time.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_right'", timeout=5000)
     assert page.evaluate("document.activeElement.id") == "id_right"
     assert page.input_value("#id_packet") == "tcp 10.1.0.2:40000 > 10.2.0.1:443 in cni0"
     assert page.input_value("#id_left") == str(broken.pk)
