@@ -724,11 +724,9 @@ class _Walker:
             if result.assumed or result.unknown:
                 self.uncertain.append((table_name, chain.name, rule.index))
             verdict = result.verdict
-            kernel_verdict = "DROP" if verdict == "DROP" else verdict
-            note = result.note
             self.steps.append(
                 self._rule_step(hook, rule, Result.MATCH, outcome.clause, outcome.reason,
-                                kernel_verdict, new_packet, len(stack), uncertain, note)
+                                verdict, new_packet, len(stack), uncertain, result.note)
             )
             packet = new_packet
             if verdict == "CONTINUE":
