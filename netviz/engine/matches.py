@@ -417,14 +417,6 @@ def _addr_checker(opt: Option, src: bool) -> Checker:
     return check
 
 
-def iface_matches(pattern: str, name: str) -> bool:
-    # ifname_compare_aligned(): a trailing `+` makes a prefix match (`+`
-    # alone matches every name, even the empty one).
-    if pattern.endswith("+"):
-        return name.startswith(pattern[:-1])
-    return name == pattern
-
-
 def _iface_checker(opt: Option, inbound: bool) -> Checker:
     pattern = opt.value
     prefix = pattern.endswith("+")

@@ -170,11 +170,21 @@ def trace_scenario(scenario: ScenarioLike, state: TraceState | None = None) -> T
 
     family = Family(scenario.family or "ipv4")
     ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
-    host = Host.from_dict(scenario.host or {}, family)
-    packet = packet_from_dict(scenario.packet, family)
     if state is None:
         state = state_from_options(getattr(scenario, "options", None) or {})
-    return trace_packet(ruleset, host, packet, state)
+    return trace_dicts(ruleset, scenario.host or {}, scenario.packet, family, state)
+
+
+def trace_dicts(
+    ruleset: Ruleset,
+    host: dict[str, Any],
+    packet: dict[str, Any],
+    family: Family | str,
+    state: TraceState | None = None,
+) -> Trace:
+    """The scenario's `host` and `packet` objects traced through a parsed ruleset."""
+    family = Family(family)
+    return trace_packet(ruleset, Host.from_dict(host, family), packet_from_dict(packet, family), state)
 
 
 def state_from_options(options: dict[str, Any]) -> TraceState:

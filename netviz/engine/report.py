@@ -120,14 +120,6 @@ def result_word(step: Step) -> str:
     return ""
 
 
-def step_result_key(step: Step) -> str:
-    """A short key the page uses for its colours: match / nomatch / unknown /
-    policy / return / route / skip / conntrack / drop."""
-    if step.kind is StepKind.RULE and step.result is not None:
-        return step.result.value
-    return step.kind.value
-
-
 def in_chain(step: Step) -> bool:
     """A step that belongs inside a chain listing: a rule, a policy, an
     implicit return, or a run of rules the engine's chain index ruled out at

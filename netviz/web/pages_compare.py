@@ -31,14 +31,8 @@ from django.views.decorators.http import require_GET, require_POST
 from netviz import models
 from netviz.engine.compare import Comparison, HopMark, compare_traces, target_name
 from netviz.engine.dot_trace import flow_dot, flow_node_id
-from netviz.engine.host import Host
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
-from netviz.engine.pipeline import (
-    PacketError,
-    packet_from_dict,
-    state_from_options,
-    trace_packet,
-)
+from netviz.engine.pipeline import PacketError, state_from_options, trace_dicts
 from netviz.engine.report import packet_changes, packet_line
 from netviz.engine.rulediff import Change, RulesetDiff, diff_rulesets
 from netviz.engine.ruleset import Family
@@ -133,11 +127,9 @@ def trace_side(side: Side, options: dict[str, Any] | None = None) -> Side:
     family = Family(side.ruleset.family)
     try:
         engine = load_ruleset(side.ruleset)
-        host = Host.from_dict(side.host, family)
-        packet = packet_from_dict(side.packet, family)
-        # trace_packet refuses a packet the host cannot receive (an input
+        # Tracing refuses a packet the host cannot receive (an input
         # interface it does not have): an error to show, not a 500.
-        side.trace = trace_packet(engine, host, packet, state_from_options(options or {}))
+        side.trace = trace_dicts(engine, side.host, side.packet, family, state_from_options(options or {}))
     except (PacketError, ValueError) as exc:
         side.error = str(exc)
     return side

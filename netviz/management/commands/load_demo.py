@@ -18,7 +18,7 @@ from django.db import transaction
 
 from netviz import models, store
 from netviz.engine.host import Host
-from netviz.engine.pipeline import packet_from_dict, state_from_options, trace_packet
+from netviz.engine.pipeline import state_from_options, trace_dicts
 from netviz.engine.ruleset import Family
 from netviz.scenario import load_scenario
 
@@ -95,10 +95,8 @@ class Command(BaseCommand):
             title = scenario.name or path.stem
             titles.append(title)
             try:
-                trace = trace_packet(
-                    parsed,
-                    Host.from_dict(scenario.host or node["host"], family),
-                    packet_from_dict(scenario.packet, family),
+                trace = trace_dicts(
+                    parsed, scenario.host or node["host"], scenario.packet, family,
                     state_from_options(scenario.options or {}),
                 )
             except Exception as exc:

@@ -10,10 +10,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from netviz.engine.host import Host
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
 from netviz.engine.parser import ParseError, parse_ruleset
-from netviz.engine.pipeline import PacketError, packet_from_dict, state_from_options, trace_packet
+from netviz.engine.pipeline import state_from_options, trace_dicts
 from netviz.engine.report import render_text
 from netviz.engine.ruleset import Family
 from netviz.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
@@ -45,17 +44,12 @@ class Command(BaseCommand):
             ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
         except ParseError as exc:
             raise CommandError(f"ruleset: {exc}\n    {exc.text}") from exc
-        try:
-            host = Host.from_dict(scenario.host, family)
-            packet = packet_from_dict(scenario.packet, family)
-        except (ValueError, PacketError) as exc:
-            raise CommandError(str(exc)) from exc
         options = dict(scenario.options)
         if opts["seed"] is not None:
             options["seed"] = opts["seed"]
         try:
-            trace = trace_packet(ruleset, host, packet, state_from_options(options))
-        except PacketError as exc:
+            trace = trace_dicts(ruleset, scenario.host, scenario.packet, family, state_from_options(options))
+        except ValueError as exc:  # a bad host profile or packet (PacketError is one)
             raise CommandError(str(exc)) from exc
         if opts["json"]:
             self.stdout.write(json.dumps(trace.to_dict(), indent=1))
