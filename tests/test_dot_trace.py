@@ -15,6 +15,7 @@ from trace_samples import dnat_trace
 
 from netviz.engine.context import Result
 from netviz.engine.dot_trace import COLLAPSE_RUN, chain_dot, flow_dot
+from netviz.engine.hooks import HOOKS, IPTABLES_HOOKS, hook_order
 from netviz.engine.parser import parse_ruleset
 from netviz.engine.ruleset import Family
 from netviz.engine.trace import Step, StepKind, Trace
@@ -53,13 +54,15 @@ def test_it_draws_every_hook_and_table_in_kernel_order_without_a_trace() -> None
     dot = flow_dot(None)
     for hook, tables in {
         "PREROUTING": ["raw", "conntrack", "mangle", "nat"],
-        "INPUT": ["mangle", "filter", "security", "nat"],
+        # iptables-nft: nat INPUT (100) runs before security (150).
+        "INPUT": ["mangle", "filter", "nat", "security"],
         "FORWARD": ["mangle", "filter", "security"],
         "OUTPUT": ["raw", "conntrack", "mangle", "nat", "filter", "security"],
         "POSTROUTING": ["mangle", "nat"],
     }.items():
         for a, b in itertools.pairwise(tables):
             assert f'"flow-{hook}-{a}" -> "flow-{hook}-{b}"' in dot
+    assert '"flow-INPUT-security" -> "flow-local-in"' in dot
     assert '"flow-PREROUTING-nat" -> "flow-route-in"' in dot
     assert '"flow-route-in" -> "flow-INPUT-mangle"' in dot
     assert '"flow-route-in" -> "flow-FORWARD-mangle"' in dot
@@ -201,3 +204,11 @@ def test_it_draws_real_traces_like_the_golden_files(name: str, dump: str, host: 
     chains = chain_dot(trace, first.table, first.chain, first.hook, ruleset)
     render(chains)
     check_golden(f"{name}-{first.table}-{first.chain}.dot", chains)
+
+
+def test_it_draws_each_hook_in_the_order_the_engine_runs_it() -> None:
+    dot = flow_dot(None)
+    for hook in HOOKS:
+        names = [e.label for e in hook_order(hook, IPTABLES_HOOKS)]
+        for a, b in itertools.pairwise(names):
+            assert f'"flow-{hook}-{a}" -> "flow-{hook}-{b}"' in dot

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .context import Result
 from .dot import escape_dot_label, escape_html_label
+from .hooks import HOOKS, IPTABLES_HOOKS, hook_order
 from .report import drop_step, in_chain
 from .ruleset import BUILTIN_CHAINS, Ruleset
 from .trace import Step, StepKind, Trace
@@ -34,17 +35,10 @@ LIT_BG = "#ddf4ff"
 FONT = "Helvetica,Arial,sans-serif"
 MONO = "DejaVu Sans Mono,Menlo,Consolas,monospace"
 
-# Tables per hook in the order the kernel calls them (hook priorities,
-# include/uapi/linux/netfilter_ipv4.h): raw -300, conntrack -200, mangle -150,
-# nat DNAT -100, filter 0, security 50, nat SNAT 100.
+# Tables per hook in the order the engine runs them (netviz/engine/hooks.py).
 FLOW: dict[str, tuple[str, ...]] = {
-    "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
-    "INPUT": ("mangle", "filter", "security", "nat"),
-    "FORWARD": ("mangle", "filter", "security"),
-    "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
-    "POSTROUTING": ("mangle", "nat"),
+    hook: tuple(entry.label for entry in hook_order(hook, IPTABLES_HOOKS)) for hook in HOOKS
 }
-HOOK_ORDER = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 NET_IN = "flow-net-in"
 NET_OUT = "flow-net-out"
@@ -211,8 +205,8 @@ def _base_edges() -> list[tuple[str, str]]:
     chain([ROUTE_IN, *(flow_node_id("FORWARD", t) for t in FLOW["FORWARD"])])
     chain([LOCAL_OUT, ROUTE_OUT, *(flow_node_id("OUTPUT", t) for t in FLOW["OUTPUT"])])
     post = [flow_node_id("POSTROUTING", t) for t in FLOW["POSTROUTING"]]
-    edges.append((flow_node_id("FORWARD", "security"), post[0]))
-    edges.append((flow_node_id("OUTPUT", "security"), post[0]))
+    edges.append((flow_node_id("FORWARD", FLOW["FORWARD"][-1]), post[0]))
+    edges.append((flow_node_id("OUTPUT", FLOW["OUTPUT"][-1]), post[0]))
     chain([*post, NET_OUT])
     return edges
 
@@ -288,7 +282,7 @@ def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
     out.append(
         f"  {_q(ROUTE_OUT)} {node_attrs(ROUTE_OUT, ROUTE_LABEL, 'route')[:-1]} shape=diamond];"
     )
-    for hook in HOOK_ORDER:
+    for hook in HOOKS:
         hook_lit = trace is not None and any(
             n in on_path for n in (flow_node_id(hook, t) for t in FLOW[hook])
         )

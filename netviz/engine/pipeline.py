@@ -7,10 +7,9 @@ One packet is walked through the hooks exactly as the kernel calls them
                                   → FORWARD → POSTROUTING (forwarded)
     local:     route → OUTPUT → POSTROUTING [→ lo: PREROUTING → INPUT]
 
-Within a hook the tables run by priority (raw -300, conntrack -200,
-mangle -150, nat DNAT -100, filter 0, security 50, nat SNAT 100); each table
-is its own hook function, so ACCEPT ends only the current table while DROP
-ends everything (nf_hook_slow).
+Within a hook the tables and base chains run by priority (netviz/engine/
+hooks.py is the one source of that order); each is its own hook function, so
+ACCEPT ends only the current one while DROP ends everything (nf_hook_slow).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .context import EvalContext, Result, TraceState
+from .hooks import HOOKS, NAT_MANIP, HookEntry, hook_order
 from .host import Host
 from .index import MIN_SKIP_RUN, next_candidate, skip_step
 from .matches import evaluate_rule
@@ -34,23 +34,6 @@ from .packet import (
 from .ruleset import Chain, Family, Rule, Ruleset
 from .targets import apply_target
 from .trace import Step, StepKind, Trace
-
-# Table order per hook (hook priorities, include/uapi/linux/netfilter_ipv4.h).
-# "conntrack" is not a table but the point where conntrack attaches its entry.
-# iptables-nft registers the security table's base chains at priority 150,
-# not NF_IP_PRI_SECURITY (50) as the legacy backend does (iptables nft.c
-# builtin table list; seen in `nft list ruleset`), so with the nf_tables
-# backend nat INPUT (100) runs before security INPUT.
-HOOK_ORDER: dict[str, tuple[str, ...]] = {
-    "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
-    "INPUT": ("mangle", "filter", "nat", "security"),
-    "FORWARD": ("mangle", "filter", "security"),
-    "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
-    "POSTROUTING": ("mangle", "nat"),
-}
-
-# Which NAT manip a hook's nat chain decides (nf_nat_ipv4_ops[]).
-NAT_MANIP = {"PREROUTING": "dst", "OUTPUT": "dst", "INPUT": "src", "POSTROUTING": "src"}
 
 # nf_tables' jump stack (NFT_JUMP_STACK_SIZE); the loader refuses deeper
 # nesting, so a deeper walk can only come from a jump loop.
@@ -220,6 +203,8 @@ class _Walker:
         self.uncertain: list[tuple[str, str, int]] = []
         self.fate_step: Step | None = None
         self.conntrack_on = conntrack_enabled(ruleset)
+        tables = [t.name for t in ruleset.tables]
+        self.order = {hook: hook_order(hook, tables) for hook in HOOKS}
 
     # -- the three paths ---------------------------------------------------
 
@@ -506,23 +491,19 @@ class _Walker:
         # re-route inside the hook changes the skb's dst, but the remaining
         # OUTPUT tables still see the old device; POSTROUTING sees the new one.
         rerouted_out: str | None = None
-        for table in HOOK_ORDER[hook]:
-            if table == "conntrack":
+        for entry in self.order[hook]:
+            if entry.kind == "conntrack":
                 packet = self._conntrack(hook, packet)
                 continue
-            if self.ruleset.table(table) is None:
-                continue
-            if table == "nat" and not self._nat_consulted(hook, packet):
-                continue
             before = packet
-            result = self._run_table(hook, table, packet)
-            packet = result.packet
-            if table == "nat":
-                packet = self._bind_nat(hook, packet)
-            if result.verdict != "ACCEPT":
+            if entry.kind == "nat":
+                verdict, packet = self._nat_place(hook, entry, packet)
+            else:
+                verdict, packet = self._run_entry(hook, entry, packet)
+            if verdict != "ACCEPT":
                 return "DROP", packet
-            if hook == "OUTPUT" and table in ("mangle", "nat"):
-                why = self._output_reroute_needed(table, before, packet)
+            if hook == "OUTPUT" and entry.type in ("route", "nat"):
+                why = self._output_reroute_needed(entry, before, packet)
                 if why:
                     out = self._reroute_output(packet, why)
                     if out is None:
@@ -532,16 +513,41 @@ class _Walker:
             packet = packet.with_(out_iface=rerouted_out)
         return "ACCEPT", packet
 
+    def _nat_place(self, hook: str, entry: HookEntry, packet: Packet) -> tuple[str, Packet]:
+        """The NAT hook: its nat chains, for a packet whose entry has no
+        binding of this hook's manip type yet (nf_nat_inet_fn)."""
+        if not self._nat_consulted(hook, packet):
+            return "ACCEPT", packet
+        manip = NAT_MANIP[hook]
+        for member in entry.members:
+            verdict, packet = self._run_entry(hook, member, packet)
+            if verdict != "ACCEPT":
+                return verdict, packet
+            # nf_nat_inet_fn(): the first chain that sets up a binding ends
+            # the walk of the nat chains.
+            ct = packet.ct
+            if ct is not None and (ct.dnat_done if manip == "dst" else ct.snat_done):
+                break
+        return "ACCEPT", self._bind_nat(hook, packet)
+
+    def _run_entry(self, hook: str, entry: HookEntry, packet: Packet) -> tuple[str, Packet]:
+        if entry.kind == "table":
+            result = self._run_table(hook, entry.table, packet)
+            return result.verdict, result.packet
+        raise ValueError(f"cannot run a {entry.kind} at {hook}")
+
     @staticmethod
-    def _output_reroute_needed(table: str, before: Packet, after: Packet) -> str:
-        if table == "mangle":
-            # ipt_mangle_out(): re-route when saddr, daddr, mark or TOS changed.
+    def _output_reroute_needed(entry: HookEntry, before: Packet, after: Packet) -> str:
+        if entry.type == "route":
+            # ipt_mangle_out() / nf_route_table_hook4() (route-type chains):
+            # re-route when saddr, daddr, mark or TOS changed.
+            where = f"{entry.family} {entry.table} {entry.chain}" if entry.family else f"{entry.table} OUTPUT"
             if before.src != after.src or before.dst != after.dst:
-                return "mangle OUTPUT changed the address"
+                return f"{where} changed the address"
             if before.mark != after.mark:
-                return f"mangle OUTPUT changed the mark to {after.mark:#x}"
+                return f"{where} changed the mark to {after.mark:#x}"
             if before.tos != after.tos:
-                return "mangle OUTPUT changed the TOS"
+                return f"{where} changed the TOS"
             return ""
         # nf_nat_ipv4_local_fn(): re-route when DNAT changed the destination.
         if before.dst != after.dst:

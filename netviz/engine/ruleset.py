@@ -10,23 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .hooks import IPTABLES_HOOKS
+
 
 class Family(str, Enum):
     IPV4 = "ipv4"
     IPV6 = "ipv6"
 
 
-# Tables per hook, in the order the kernel calls them (hook priority,
-# include/uapi/linux/netfilter_ipv4.h).  nat runs at NAT_DST (-100) in
-# PREROUTING/OUTPUT and at NAT_SRC (100) in INPUT/POSTROUTING, i.e. after
-# filter and security there.
-BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
+# Built-in chains of each table (the hook order lives in hooks.py).
+BUILTIN_CHAINS = IPTABLES_HOOKS
 
 TERMINAL_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
 

@@ -21,13 +21,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-BUILTINS: dict[str, tuple[str, ...]] = {
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
+from netviz.engine.hooks import IPTABLES_HOOKS
+
+BUILTINS = IPTABLES_HOOKS
 TABLE_ORDER = ("raw", "mangle", "nat", "filter", "security")
 HOOKS_IN = ("PREROUTING", "INPUT", "FORWARD")  # hooks where -i is meaningful
 HOOKS_OUT = ("FORWARD", "OUTPUT", "POSTROUTING")  # hooks where -o is meaningful

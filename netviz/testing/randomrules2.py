@@ -24,13 +24,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-BUILTINS: dict[str, tuple[str, ...]] = {
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
+from netviz.engine.hooks import IPTABLES_HOOKS
+
+BUILTINS = IPTABLES_HOOKS
 TABLE_ORDER = ("raw", "mangle", "nat", "filter", "security")
 IN_HOOKS = frozenset({"PREROUTING", "INPUT", "FORWARD"})
 OUT_HOOKS = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
