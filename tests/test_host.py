@@ -225,7 +225,7 @@ default proto static metric 50
 fe80::/64 dev eth0 proto kernel metric 256 pref medium
 """
     routes = parse_ip_route(text)
-    assert routes[0] == Route(ipaddress.ip_network("0.0.0.0/0"), "eth0", ip("10.0.2.2"), ip("10.0.2.15"), "unicast", 100)
+    assert routes[0] == Route(ipaddress.ip_network("0.0.0.0/0"), "eth0", ip("10.0.2.2"), ip("10.0.2.15"), "unicast", 100, proto="dhcp")
     assert routes[2].type == "blackhole" and routes[2].dst == ipaddress.ip_network("10.1.0.0/16")
     assert routes[3].metric == 5
     assert (routes[4].type, routes[4].table) == ("local", "local")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .ruleset import Family
@@ -52,9 +52,36 @@ _V6_LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
 class Interface:
     name: str
     addrs: tuple[IPInterface, ...] = ()
+    # netviz's extension (docs/scenario.md): the link kind as `ip -d link`
+    # names it (bridge, veth, vxlan…), the bridge this interface is a port
+    # of (`master`), the addresses of the machines behind a bridge port
+    # (what `ip neigh` plus `bridge fdb` say), and the port's hairpin flag.
+    type: str | None = None
+    master: str | None = None
+    neighbors: tuple[IPAddress, ...] = ()
+    hairpin: bool = False
 
     def family_addrs(self, version: int) -> tuple[IPInterface, ...]:
         return tuple(a for a in self.addrs if a.version == version)
+
+
+@dataclass(frozen=True)
+class NextHop:
+    via: IPAddress | None = None
+    dev: str | None = None
+    weight: int = 1
+    onlink: bool = False
+
+    def text(self) -> str:
+        parts = ["nexthop"]
+        if self.via is not None:
+            parts += ["via", str(self.via)]
+        if self.dev is not None:
+            parts += ["dev", self.dev]
+        parts += ["weight", str(self.weight)]
+        if self.onlink:
+            parts.append("onlink")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -66,8 +93,16 @@ class Route:
     type: str = "unicast"
     metric: int = 0
     table: str = "main"
+    # Who installed it (`proto kernel` for the routes the kernel derives from
+    # addresses), its scope, `onlink`, and every next hop of a multipath
+    # route (dev/via above are the first one's).
+    proto: str | None = None
+    scope: str | None = None
+    onlink: bool = False
+    nexthops: tuple[NextHop, ...] = ()
 
     def text(self) -> str:
+        # `ip route add` syntax: the replay feeds it back to the kernel.
         parts: list[str] = []
         if self.type != "unicast":
             parts.append(self.type)
@@ -77,16 +112,24 @@ class Route:
             parts.append(str(self.dst.network_address))
         else:
             parts.append(str(self.dst))
-        if self.via is not None:
-            parts += ["via", str(self.via)]
-        if self.dev is not None:
-            parts += ["dev", self.dev]
+        if not self.nexthops:
+            if self.via is not None:
+                parts += ["via", str(self.via)]
+            if self.dev is not None:
+                parts += ["dev", self.dev]
         if self.table != "main":
             parts += ["table", self.table]
+        if self.proto is not None:
+            parts += ["proto", self.proto]
+        if self.scope is not None:
+            parts += ["scope", self.scope]
         if self.src is not None:
             parts += ["src", str(self.src)]
         if self.metric:
             parts += ["metric", str(self.metric)]
+        if self.onlink and not self.nexthops:
+            parts.append("onlink")
+        parts += [nh.text() for nh in self.nexthops]
         return " ".join(parts)
 
 
@@ -195,6 +238,7 @@ class Host:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
     _rule_list: tuple[RouteRule, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _derived: tuple[Route, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -235,6 +279,7 @@ class Host:
                 # addrconf gives every IPv6 interface a link-local address
                 # and its fe80::/64 prefix route.
                 main.append(Route(_V6_LINK_LOCAL, iface.name, None, None, "unicast", 256))
+        object.__setattr__(self, "_derived", tuple(local + main))
         tables: dict[str, list[Route]] = {"local": local, "main": main}
         for route in self.routes:
             tables.setdefault(table_name(route.table), []).append(route)
@@ -290,9 +335,13 @@ class Host:
                 raise ValueError(f"host.routes[{n}] {text!r}: {exc}") from None
             if route is None:
                 continue
-            route = partial._resolve_dev(route)
-            if route.dev is not None and partial.interface(route.dev) is None:
-                raise ValueError(f"host.routes[{n}] {text!r}: no interface named {route.dev!r}")
+            try:
+                route = partial._resolve_dev(route)
+            except ValueError as exc:
+                raise ValueError(f"host.routes[{n}] {text!r}: {exc}") from None
+            for dev in {route.dev, *(h.dev for h in route.nexthops)}:
+                if dev is not None and partial.interface(dev) is None:
+                    raise ValueError(f"host.routes[{n}] {text!r}: no interface named {dev!r}")
             routes.append(route)
         raw_rules = d.get("rules", []) or []
         if not isinstance(raw_rules, list):
@@ -310,7 +359,9 @@ class Host:
                 for name in (rule.iif, rule.oif):
                     if name is not None and name != "lo" and partial.interface(name) is None:
                         raise ValueError(f"host.rules[{n}] {text!r}: no interface named {name!r}")
-                rules.append(rule)
+                # `ip rule` output lists the default rules too: they exist already.
+                if rule not in DEFAULT_RULES and rule not in rules:
+                    rules.append(rule)
         return cls(tuple(ifaces), tuple(routes), tuple(rules))
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,12 +382,30 @@ class Host:
         # `ip route add 10.0.0.0/8 via 10.1.1.1`: the kernel finds the device
         # through the route to the gateway (fib_check_nh), which must be a
         # directly connected one.
+        if route.nexthops:
+            hops = tuple(replace(h, dev=self._gateway_dev(h.via)) if h.dev is None and h.via is not None else h
+                         for h in route.nexthops)
+            return replace(route, nexthops=hops, dev=hops[0].dev)
         if route.dev is not None or route.via is None:
             return route
+        return replace(route, dev=self._gateway_dev(route.via))
+
+    def _gateway_dev(self, via: IPAddress) -> str:
         for r in self._main:
-            if r.type == "unicast" and r.via is None and r.dev and route.via in r.dst:
-                return Route(route.dst, r.dev, route.via, route.src, route.type, route.metric, route.table)
-        raise ValueError(f"gateway {route.via} is not on a connected network (Nexthop has invalid gateway)")
+            if r.type == "unicast" and r.via is None and r.dev and via in r.dst:
+                return r.dev
+        raise ValueError(f"gateway {via} is not on a connected network (Nexthop has invalid gateway)")
+
+    def implied(self, route: Route) -> bool:
+        """True for a route the kernel derives from the addresses itself
+        (fib_add_ifaddr, addrconf): `ip route` lists them with `proto kernel`,
+        and adding one again fails with EEXIST."""
+        if route.proto == "kernel":
+            return True
+        return route.via is None and not route.nexthops and any(
+            r.dst == route.dst and r.dev == route.dev and r.type == route.type and r.table == route.table
+            for r in self._derived
+        )
 
     # -- lookups ------------------------------------------------------------
 
@@ -550,13 +619,18 @@ _ADDRTYPE_NAMES = {
 # Words of `ip route` output that take one argument we do not use.
 _ROUTE_KEYWORDS_WITH_ARG = frozenset(
     {
-        "proto", "scope", "nhid", "tos", "dsfield", "realm", "realms", "mtu", "advmss",
-        "hoplimit", "expires", "pref", "weight", "initcwnd", "initrwnd", "rtt", "rttvar",
+        "nhid", "tos", "dsfield", "realm", "realms", "mtu", "advmss",
+        "hoplimit", "expires", "pref", "initcwnd", "initrwnd", "rtt", "rttvar",
         "window", "cwnd", "ssthresh", "features", "quickack", "congctl", "fastopen_no_cookie",
-        "onlink_metric", "encap", "as", "from", "lock", "ttl-propagate", "protocol", "preference",
+        "onlink_metric", "encap", "as", "from", "lock", "ttl-propagate", "preference",
     }
 )
-_ROUTE_FLAGS = frozenset({"onlink", "linkdown", "dead", "pervasive", "notify", "offload", "trap", "rt_offload", "rt_trap", "cached"})
+# Flags `ip route` prints about a route's state; none changes the lookup
+# (`linkdown` routes are still used while ignore_routes_with_linkdown is 0).
+_ROUTE_FLAGS = frozenset({"linkdown", "dead", "pervasive", "notify", "offload", "trap", "rt_offload", "rt_trap", "cached", "offload_failed", "rt_offload_failed"})
+
+
+_ROUTE_WORDS = frozenset({"via", "gw", "dev", "oif", "src", "metric", "priority", "table", "proto", "protocol", "scope"})
 
 
 def parse_route_line(text: str, family: Family | None = None) -> Route | None:
@@ -575,49 +649,79 @@ def parse_route_line(text: str, family: Family | None = None) -> Route | None:
     src: IPAddress | None = None
     metric: int | None = None
     table = "main"
+    proto: str | None = None
+    scope: str | None = None
+    onlink = False
+    # Multipath: `nexthop via A dev X weight 1 nexthop via B dev Y weight 1`.
+    hops: list[dict[str, Any]] = []
     i = 0
     while i < len(words):
         w = words[i]
         arg = words[i + 1] if i + 1 < len(words) else None
-        if w in ("via", "gw"):
+        if w == "nexthop":
+            hops.append({})
+            i += 1
+            continue
+        if hops and w in ("via", "gw", "dev", "weight", "onlink"):
+            hop = hops[-1]
+            if w == "onlink":
+                hop["onlink"] = True
+                i += 1
+                continue
             if arg is None:
-                raise ValueError("'via' needs an address")
+                raise ValueError(f"'{w}' needs a value")
+            if w in ("via", "gw"):
+                if arg in ("inet", "inet6") and i + 2 < len(words):
+                    i += 1
+                    arg = words[i + 1]
+                hop["via"] = _addr(arg, "gateway")
+            elif w == "dev":
+                hop["dev"] = arg
+            elif not arg.isdigit():
+                raise ValueError("'weight' needs a number")
+            else:
+                hop["weight"] = int(arg)
+            i += 2
+            continue
+        if w == "onlink":
+            onlink = True
+            i += 1
+            continue
+        if w in _ROUTE_FLAGS:
+            i += 1
+            continue
+        if w not in _ROUTE_WORDS and w not in _ROUTE_KEYWORDS_WITH_ARG:
+            raise ValueError(f"unexpected word {w!r}")
+        if arg is None:
+            raise ValueError(f"'{w}' needs a value")
+        if w in ("via", "gw"):
             if arg in ("inet", "inet6") and i + 2 < len(words):
                 i += 1
                 arg = words[i + 1]
             via = _addr(arg, "gateway")
-            i += 2
         elif w in ("dev", "oif"):
-            if arg is None:
-                raise ValueError("'dev' needs an interface name")
             dev = arg
-            i += 2
         elif w == "src":
-            if arg is None:
-                raise ValueError("'src' needs an address")
             src = _addr(arg, "src")
-            i += 2
         elif w in ("metric", "priority"):
-            if arg is None or not arg.isdigit():
+            if not arg.isdigit():
                 raise ValueError(f"'{w}' needs a number")
             metric = int(arg)
-            i += 2
         elif w == "table":
-            if arg is None:
-                raise ValueError("'table' needs a name")
             table = table_name(arg)
-            i += 2
-        elif w == "nexthop":
-            # Multipath: keep the first next hop (the hash decides the rest).
-            i += 1
-        elif w in _ROUTE_FLAGS:
-            i += 1
+        elif w in ("proto", "protocol"):
+            proto = arg
+        elif w == "scope":
+            scope = arg
         elif w in _ROUTE_KEYWORDS_WITH_ARG:
-            i += 2
+            pass
         else:
             raise ValueError(f"unexpected word {w!r}")
-        if via is not None and dev is not None and "nexthop" in words[:i]:
-            break
+        i += 2
+    nexthops = tuple(NextHop(h.get("via"), h.get("dev"), h.get("weight", 1), h.get("onlink", False)) for h in hops)
+    if nexthops:
+        via, dev = nexthops[0].via, nexthops[0].dev
+        onlink = nexthops[0].onlink
     version: int | None = None
     for a in (via, src):
         if a is not None:
@@ -631,7 +735,7 @@ def parse_route_line(text: str, family: Family | None = None) -> Route | None:
             dst = ipaddress.ip_network(dst_word, strict=False)
         except ValueError:
             raise ValueError(f"bad destination {dst_word!r}") from None
-    for a in (via, src):
+    for a in (via, src, *(h.via for h in nexthops)):
         if a is not None and a.version != dst.version:
             raise ValueError(f"{a} is not of the same family as {dst}")
     if metric is None:
@@ -639,7 +743,7 @@ def parse_route_line(text: str, family: Family | None = None) -> Route | None:
         metric = 1024 if dst.version == 6 and rtype == "unicast" and table == "main" else 0
     if rtype == "unicast" and dev is None and via is None:
         raise ValueError("a unicast route needs 'via' or 'dev'")
-    return Route(dst, dev, via, src, rtype, metric, table)
+    return Route(dst, dev, via, src, rtype, metric, table, proto, scope, onlink, nexthops)
 
 
 _RULE_ACTIONS = frozenset({"blackhole", "unreachable", "prohibit"})

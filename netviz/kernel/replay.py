@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netviz.engine.host import Host, NextHop
 from netviz.engine.pipeline import ScenarioLike
+from netviz.engine.ruleset import Family
 from netviz.scenario import scenario_from_dict
 
 TRACE_TABLE = "netviz_trace"
@@ -194,6 +196,7 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
         sysctls += ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
     _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *sysctls])
     batch = ["link set lo up"]
+    want = 6 if v6 else 4
     for iface in env.ifaces:
         _run(["ip", "netns", "add", iface.peer_ns])
         env.namespaces.append(iface.peer_ns)
@@ -209,48 +212,37 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
         _run(["ip", "-n", iface.peer_ns, "link", "set", iface.peer_name, "up"])
         batch.append(f"link set {iface.name} up")
         for addr in iface.addrs:
-            extra = " nodad" if ipaddress.ip_interface(addr).version == 6 else ""
+            version = ipaddress.ip_interface(addr).version
+            if version == 6 and not v6:
+                # IPv6 is off in an IPv4 replay (`ip -br addr` lists the
+                # fe80:: addresses too); they cannot change an IPv4 packet's path.
+                continue
+            extra = " nodad" if version == 6 else ""
             batch.append(f"addr add {addr} dev {iface.name}{extra}")
     _run(["ip", "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
     batch = []
-    for route in scenario.host.get("routes", []) or []:
-        batch.append(f"route add {route}")
-        gateway = _route_gateway(route, env.ifaces)
-        if gateway is not None:
-            gw, dev = gateway
-            # A permanent neighbour so a forwarded packet is really transmitted
-            # (no ARP/ND round trip to a peer that never answers).
-            peer = next(i for i in env.ifaces if i.name == dev)
-            batch.append(f"neigh replace {gw} lladdr {peer.peer_mac} dev {dev} nud permanent")
+    host = Host.from_dict(scenario.host, Family.IPV6 if v6 else Family.IPV4)
+    for route in host.routes:
+        if route.dst.version != want or host.implied(route):
+            # The kernel made the connected and local routes when the
+            # addresses were added (`proto kernel` in `ip route`): adding them
+            # again fails with "File exists".
+            continue
+        batch.append(f"route add {route.text()}")
+        for hop in route.nexthops or (NextHop(route.via, route.dev),):
+            peer = next((i for i in env.ifaces if i.name == hop.dev), None)
+            if hop.via is not None and peer is not None:
+                # A permanent neighbour so a forwarded packet is really
+                # transmitted (no ARP/ND round trip to a peer that never answers).
+                batch.append(f"neigh replace {hop.via} lladdr {peer.peer_mac} dev {hop.dev} nud permanent")
     # Not in scenario.md (yet): `host.rules`, `ip rule` lines for policy
     # routing (fwmark), so a mark set in mangle OUTPUT can change the route.
-    for rule in scenario.host.get("rules", []) or []:
-        batch.append(f"rule add {rule}")
+    for rule in host.rules:
+        if rule.version in (None, want):
+            batch.append(f"rule add {rule.text()}")
     if batch:
         family_flag = "-6" if v6 else "-4"
         _run(["ip", family_flag, "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
-
-
-def _route_gateway(route: str, ifaces: list[_Iface]) -> tuple[str, str] | None:
-    words = route.split()
-    if "via" not in words:
-        return None
-    gw = words[words.index("via") + 1]
-    if "dev" in words:
-        dev = words[words.index("dev") + 1]
-        if any(i.name == dev for i in ifaces):
-            return gw, dev
-        return None
-    try:
-        addr = ipaddress.ip_address(gw)
-    except ValueError:
-        return None
-    for iface in ifaces:
-        for a in iface.addrs:
-            net = ipaddress.ip_interface(a).network
-            if net.version == addr.version and addr in net:
-                return gw, iface.name
-    return None
 
 
 def _trace_table(v6: bool, mark: int, arriving: bool) -> str:
