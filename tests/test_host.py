@@ -8,9 +8,9 @@ from netviz.engine.host import (
     Host,
     Interface,
     Route,
-    parse_ip_addr_brief,
     parse_ip_route,
 )
+from netviz.engine.iproute import parse_ip_addr
 from netviz.engine.ruleset import Family
 
 ip = ipaddress.ip_address
@@ -187,9 +187,9 @@ def test_parse_ip_addr_brief_and_full() -> None:
 eth0@if7         UP             10.0.2.15/24 fe80::5054:ff:fe12:3456/64
 docker0          DOWN           172.17.0.1/16
 """
-    ifaces = parse_ip_addr_brief(brief)
-    assert [i.name for i in ifaces] == ["lo", "eth0", "docker0"]
-    assert ifaces[1].addrs == (ipaddress.ip_interface("10.0.2.15/24"), ipaddress.ip_interface("fe80::5054:ff:fe12:3456/64"))
+    ifaces = parse_ip_addr(brief)
+    assert [i["name"] for i in ifaces] == ["lo", "eth0", "docker0"]
+    assert ifaces[1]["addrs"] == ["10.0.2.15/24", "fe80::5054:ff:fe12:3456/64"]
     full = """1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000
     link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
     inet 127.0.0.1/8 scope host lo
@@ -204,11 +204,11 @@ docker0          DOWN           172.17.0.1/16
 3: tun0: <POINTOPOINT,UP> mtu 1500 state UNKNOWN
     inet 10.8.0.1 peer 10.8.0.2/32 scope global tun0
 """
-    ifaces = parse_ip_addr_brief(full)
-    assert [i.name for i in ifaces] == ["lo", "eth0", "tun0"]
-    assert [str(a) for a in ifaces[1].addrs] == ["10.0.2.15/24", "10.0.2.99/32", "fe80::5054:ff:fe12:3456/64"]
-    assert [str(a) for a in ifaces[2].addrs] == ["10.8.0.1/32"]
-    h = Host(tuple(ifaces))
+    ifaces = parse_ip_addr(full)
+    assert [i["name"] for i in ifaces] == ["lo", "eth0", "tun0"]
+    assert ifaces[1]["addrs"] == ["10.0.2.15/24", "10.0.2.99/32", "fe80::5054:ff:fe12:3456/64"]
+    assert ifaces[2]["addrs"] == ["10.8.0.1/32"]
+    h = Host.from_dict({"interfaces": ifaces})
     assert h.is_local(ip("10.0.2.99"))
 
 

@@ -10,7 +10,6 @@ table holds the connected routes of the addresses plus the given routes.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,6 +100,14 @@ class Route:
     onlink: bool = False
     nexthops: tuple[NextHop, ...] = ()
 
+    def _default_scope(self) -> str:
+        # What `ip route add` picks when no scope is given (iproute2 iproute_modify).
+        if self.type in ("local", "nat"):
+            return "host"
+        if self.type in ("broadcast", "multicast", "anycast") or (self.via is None and not self.nexthops):
+            return "link"
+        return "global"
+
     def text(self) -> str:
         # `ip route add` syntax: the replay feeds it back to the kernel.
         parts: list[str] = []
@@ -121,7 +128,7 @@ class Route:
             parts += ["table", self.table]
         if self.proto is not None:
             parts += ["proto", self.proto]
-        if self.scope is not None:
+        if self.scope is not None and self.scope != self._default_scope():
             parts += ["scope", self.scope]
         if self.src is not None:
             parts += ["src", str(self.src)]
@@ -320,7 +327,11 @@ class Host:
                     parsed.append(ipaddress.ip_interface(str(a).strip()))
                 except ValueError:
                     raise ValueError(f"interface {name}: bad address {a!r} (expected CIDR such as 10.0.0.1/24)") from None
-            ifaces.append(Interface(name, tuple(parsed)))
+            ifaces.append(_interface_extras(Interface(name, tuple(parsed)), item, n))
+        names = {i.name for i in ifaces}
+        for i in ifaces:
+            if i.master is not None and i.master not in names:
+                raise ValueError(f"interface {i.name}: its master {i.master!r} is not a host interface")
         partial = cls(tuple(ifaces), ())
         raw_routes = d.get("routes", []) or []
         if not isinstance(raw_routes, list):
@@ -372,7 +383,16 @@ class Host:
                 addrs = tuple(a for a in addrs if a not in LOOPBACK_ADDRS)
                 if not addrs:
                     continue
-            ifaces.append({"name": iface.name, "addrs": [str(a) for a in addrs]})
+            entry: dict[str, Any] = {"name": iface.name, "addrs": [str(a) for a in addrs]}
+            if iface.type is not None:
+                entry["type"] = iface.type
+            if iface.master is not None:
+                entry["master"] = iface.master
+            if iface.neighbors:
+                entry["neighbors"] = [str(a) for a in iface.neighbors]
+            if iface.hairpin:
+                entry["hairpin"] = True
+            ifaces.append(entry)
         out: dict[str, Any] = {"interfaces": ifaces, "routes": [r.text() for r in self.routes]}
         if self.rules:
             out["rules"] = [r.text() for r in self.rules]
@@ -822,6 +842,21 @@ def parse_rule_line(text: str, existing: tuple[RouteRule, ...] | list[RouteRule]
     return RouteRule(priority=priority, **fields)
 
 
+def _interface_extras(iface: Interface, item: dict[str, Any], n: int) -> Interface:
+    kind = item.get("type")
+    master = item.get("master")
+    raw = item.get("neighbors", []) or []
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError(f"host.interfaces[{n}].type must be a string such as 'bridge' or 'veth'")
+    if master is not None and (not isinstance(master, str) or master == iface.name):
+        raise ValueError(f"host.interfaces[{n}].master must name another interface (the bridge)")
+    if not isinstance(raw, list):
+        raise ValueError(f"host.interfaces[{n}].neighbors must be a list of addresses")
+    neighbors = tuple(_addr(str(a).split("/")[0], "neighbor") for a in raw)
+    return replace(iface, type=kind or None, master=master or None, neighbors=neighbors,
+                   hairpin=bool(item.get("hairpin", False)))
+
+
 def _addr(text: str, what: str) -> IPAddress:
     try:
         return ipaddress.ip_address(text)
@@ -829,12 +864,9 @@ def _addr(text: str, what: str) -> IPAddress:
         raise ValueError(f"bad {what} address {text!r}") from None
 
 
-def parse_ip_route(text: str, family: Family | None = None) -> list[Route]:
-    """`ip route` / `ip -6 route` / `ip route show table all` output → routes.
-
-    Continuation lines of multipath routes (`\tnexthop via …`) are folded
-    into their route; routes of the local table are kept with their type.
-    """
+def route_lines(text: str) -> list[str]:
+    """`ip route` output → one line per route: continuation lines of
+    multipath routes (`\tnexthop via …`) folded into their route."""
     logical: list[str] = []
     for line in text.splitlines():
         if not line.strip():
@@ -843,8 +875,14 @@ def parse_ip_route(text: str, family: Family | None = None) -> list[Route]:
             logical[-1] += " " + line.strip()
         else:
             logical.append(line.strip())
+    return logical
+
+
+def parse_ip_route(text: str, family: Family | None = None) -> list[Route]:
+    """`ip route` / `ip -6 route` / `ip route show table all` output → routes
+    (routes of the local table are kept with their type)."""
     routes = []
-    for n, line in enumerate(logical, 1):
+    for n, line in enumerate(route_lines(text), 1):
         try:
             route = parse_route_line(line, family)
         except ValueError as exc:
@@ -852,60 +890,3 @@ def parse_ip_route(text: str, family: Family | None = None) -> list[Route]:
         if route is not None:
             routes.append(route)
     return routes
-
-
-_FULL_HEADER = re.compile(r"^\d+:\s+([^:\s]+):")
-_BRIEF_STATES = frozenset({"UP", "DOWN", "UNKNOWN", "LOWERLAYERDOWN", "DORMANT", "NOTPRESENT", "TESTING"})
-
-
-def _iface_name(text: str) -> str:
-    # veth pairs print as `veth0@if7`; the name is the part before `@`.
-    return text.split("@", 1)[0]
-
-
-def parse_ip_addr_brief(text: str) -> list[Interface]:
-    """`ip -br addr` or full `ip addr` output → interfaces with addresses."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    full = any(_FULL_HEADER.match(ln) for ln in lines)
-    order: list[str] = []
-    addrs: dict[str, list[IPInterface]] = {}
-    if full:
-        current: str | None = None
-        for n, line in enumerate(lines, 1):
-            head = _FULL_HEADER.match(line)
-            if head:
-                current = _iface_name(head.group(1))
-                if current not in addrs:
-                    order.append(current)
-                    addrs[current] = []
-                continue
-            words = line.split()
-            if current is None or not words or words[0] not in ("inet", "inet6"):
-                continue
-            if len(words) < 2:
-                raise ValueError(f"line {n}: {words[0]} without an address")
-            local = words[1]
-            # Point-to-point: `inet 10.0.0.1 peer 10.0.0.2/32`: the local
-            # address is a host address.
-            if "peer" in words and "/" not in local:
-                local += "/32" if words[0] == "inet" else "/128"
-            try:
-                addrs[current].append(ipaddress.ip_interface(local))
-            except ValueError:
-                raise ValueError(f"line {n}: bad address {local!r}") from None
-    else:
-        for n, line in enumerate(lines, 1):
-            words = line.split()
-            name = _iface_name(words[0])
-            rest = words[1:]
-            if rest and rest[0] in _BRIEF_STATES:
-                rest = rest[1:]
-            if name not in addrs:
-                order.append(name)
-                addrs[name] = []
-            for w in rest:
-                try:
-                    addrs[name].append(ipaddress.ip_interface(w))
-                except ValueError:
-                    raise ValueError(f"line {n}: bad address {w!r}") from None
-    return [Interface(name, tuple(addrs[name])) for name in order]

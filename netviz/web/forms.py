@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from netviz.engine import host as engine_host
+from netviz.engine import iproute
 from netviz.engine.ruleset import Family
 
 FAMILY_CHOICES = [("", "Detect from the dump"), ("ipv4", "IPv4 (iptables-save)"), ("ipv6", "IPv6 (ip6tables-save)")]
@@ -40,21 +41,15 @@ def _read_upload(f: UploadedFile, field: str) -> str:
 
 
 def parse_interfaces(text: str) -> list[dict[str, Any]]:
-    """Interfaces from `ip addr`, `ip -br addr` or "NAME ADDR/LEN …" lines."""
-    if not text.strip():
-        return []
-    return [
-        {"name": i.name, "addrs": [str(a) for a in i.addrs]}
-        for i in engine_host.parse_ip_addr_brief(text)
-    ]
+    """Interfaces from `ip -j addr`, `ip addr`, `ip -br addr` or "NAME ADDR/LEN …" lines."""
+    return iproute.ip_interfaces(text)
 
 
-def parse_routes(text: str) -> list[str]:
+def parse_routes(text: str, interfaces: list[dict[str, Any]] | None = None) -> list[str]:
     # HostProfile.routes keeps `ip route` syntax, one route a line, as the
-    # scenario format wants; the engine's parser validates and normalises.
-    if not text.strip():
-        return []
-    return [r.text() for r in engine_host.parse_ip_route(text)]
+    # scenario format wants; the engine's parser validates and normalises
+    # (`ip route` text or `ip -j route` JSON; kernel-made routes left out).
+    return iproute.ip_routes(text, interfaces)
 
 
 class UploadForm(forms.Form):
@@ -128,7 +123,7 @@ class UploadForm(forms.Form):
 
     def clean_host_routes(self) -> list[str]:
         try:
-            return parse_routes(self.cleaned_data.get("host_routes") or "")
+            return parse_routes(self.cleaned_data.get("host_routes") or "", self.cleaned_data.get("host_interfaces"))
         except ValueError as exc:
             raise forms.ValidationError(f"Cannot read the routes: {exc}") from exc
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from netviz.engine.host import parse_ip_addr_brief, parse_ip_route
+from netviz.engine.iproute import ip_interfaces, ip_routes
 from netviz.engine.pipeline import trace_scenario
 from netviz.kernel import replay
 from netviz.scenario import scenario_from_dict
@@ -49,10 +49,8 @@ COMMIT
 
 def _pasted_host() -> dict[str, Any]:
     # What the upload form stores (netviz.web.forms.parse_interfaces/parse_routes).
-    return {
-        "interfaces": [{"name": i.name, "addrs": [str(a) for a in i.addrs]} for i in parse_ip_addr_brief(BRIEF_ADDR)],
-        "routes": [r.text() for r in parse_ip_route(IP_ROUTE)],
-    }
+    interfaces = ip_interfaces(BRIEF_ADDR)
+    return {"interfaces": interfaces, "routes": ip_routes(IP_ROUTE, interfaces)}
 
 
 def _check(host: dict[str, Any], packet: dict[str, Any], family: str = "ipv4") -> None:
