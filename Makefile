@@ -7,9 +7,12 @@ PORT ?= 8000
 
 .PHONY: run test bench setup setup-test venv system system-test migrate demo lint clean
 
+# The web server and the two job workers (Procfile): the web process and the
+# default worker run without capabilities, only the kernel worker keeps
+# CAP_NET_ADMIN for kernel checks and live reads.
 run: setup migrate demo
 	@echo "netviz is serving on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	HOST=$(HOST) $(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 test: setup-test migrate
 	bash scripts/test.sh
@@ -36,10 +39,10 @@ $(VENV)/.installed: requirements.txt
 # iptables/ipset/nftables/iproute2 are the kernel tools the checks use) and,
 # for tests, chromium for the browser tests.
 system:
-	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz
+	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz util-linux
 
 system-test:
-	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz chromium postgresql
+	bash scripts/system-packages.sh iptables ipset nftables iproute2 graphviz util-linux chromium postgresql
 
 migrate: venv
 	$(PY) manage.py migrate --noinput -v 0

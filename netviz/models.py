@@ -221,3 +221,66 @@ class LessonStep(models.Model):
         if self.saved_trace_id is not None:
             return "trace"
         return "scenario"
+
+
+class Job(models.Model):
+    """One piece of long work run by a worker (netviz/jobs.py): a kernel check,
+    a live read, a big import, a fleet run.  The queue itself is
+    django-tasks; this row is what the pages show and what dedupes."""
+
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATUSES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
+    ACTIVE = (QUEUED, RUNNING)
+
+    kind = models.CharField(max_length=32)
+    title = models.CharField(max_length=200, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    status = models.CharField(max_length=8, choices=STATUSES, default=QUEUED)
+    # The same request (kind + inputs) never runs twice at once: a second
+    # submit while one is queued or running gets the first (constraint below).
+    dedupe_key = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    stage = models.CharField(max_length=200, blank=True)  # "namespaces built", "parsed 40%"…
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created", "-pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedupe_key"],
+                condition=models.Q(status__in=["queued", "running"]) & ~models.Q(dedupe_key=""),
+                name="one_active_job_per_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("netviz:job", args=[self.pk])
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == self.DONE
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int | None:
+        if not self.total:
+            return None
+        return min(100, int(100 * self.done / self.total))

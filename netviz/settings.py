@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "netviz",
 ]
 
@@ -137,3 +139,24 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = NETVIZ_MAX_UPLOAD + 1024 * 1024
 LOGIN_URL = "netviz:login"
 LOGIN_REDIRECT_URL = "netviz:home"
 LOGOUT_REDIRECT_URL = "netviz:home"
+
+# Jobs (docs/deploy.md): django-tasks with its database backend, so a laptop
+# needs no extra server and production runs workers on many machines against
+# the one database.  Queue "kernel" holds the jobs that need CAP_NET_ADMIN
+# (kernel checks, live reads): only the kernel worker takes it.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "kernel"],
+    }
+}
+# Each job runs in a child process of the worker with these bounds.
+NETVIZ_JOB_SECONDS = int(os.environ.get("NETVIZ_JOB_SECONDS", "600"))
+NETVIZ_JOB_MEMORY_MB = int(os.environ.get("NETVIZ_JOB_MEMORY_MB", "1024"))
+# A running job whose worker has not reported for this long is taken as lost:
+# it is queued again, up to NETVIZ_JOB_ATTEMPTS runs, then marked failed.
+NETVIZ_JOB_STALE_SECONDS = int(os.environ.get("NETVIZ_JOB_STALE_SECONDS", "60"))
+NETVIZ_JOB_ATTEMPTS = int(os.environ.get("NETVIZ_JOB_ATTEMPTS", "2"))
+# Who may ask the kernel from the web: "users" (signed in, the default),
+# "staff", or "anyone" (a trusted, private deployment only).
+NETVIZ_KERNEL_CHECKS = os.environ.get("NETVIZ_KERNEL_CHECKS", "users")

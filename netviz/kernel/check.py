@@ -6,6 +6,7 @@ throw-away namespace, and the two hop lists are laid side by side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,8 +94,8 @@ def hop_rows(kernel: list[dict[str, Any]], engine: list[dict[str, Any]]) -> list
     ]
 
 
-def check_scenario(scenario: ScenarioLike, timeout: float = 10.0, engine: Trace | None = None
-                   ) -> KernelCheck:
+def check_scenario(scenario: ScenarioLike, timeout: float = 10.0, engine: Trace | None = None,
+                   progress: Callable[[str], None] | None = None) -> KernelCheck:
     """Trace with the engine (unless a trace is given) and replay in the
     kernel.  Raises nothing for "cannot run here": that is `unavailable`."""
     out = KernelCheck(engine=engine if engine is not None else trace_scenario(scenario))  # type: ignore[arg-type]
@@ -103,7 +104,7 @@ def check_scenario(scenario: ScenarioLike, timeout: float = 10.0, engine: Trace 
         out.unavailable = why
         return out
     try:
-        out.kernel = replay(scenario, timeout=timeout)
+        out.kernel = replay(scenario, timeout=timeout, progress=progress)
     except KernelUnavailable as exc:
         out.unavailable = exc.reason
         return out

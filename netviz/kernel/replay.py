@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,43 @@ def kernel_available() -> tuple[bool, str]:
         return _available
 
 
+def kernel_possible() -> tuple[bool, str]:
+    """Could a kernel worker on this machine ask the kernel?  What the web
+    process (without CAP_NET_ADMIN itself) offers the button on."""
+    if platform.system() != "Linux":
+        return False, f"not Linux ({platform.system()})"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return False, "missing tools: " + ", ".join(missing)
+    return True, ""
+
+
+CAP_NET_ADMIN = 12  # linux/capability.h
+
+
+def effective_capabilities(pid: int | str = "self") -> int:
+    """The CapEff mask of a process (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def has_net_admin(pid: int | str = "self") -> bool:
+    return bool(effective_capabilities(pid) & (1 << CAP_NET_ADMIN))
+
+
 def _probe_kernel() -> tuple[bool, str]:
     if platform.system() != "Linux":
         return False, f"not Linux ({platform.system()})"
     if os.geteuid() != 0:
         return False, "not root (network namespaces and netfilter need CAP_NET_ADMIN)"
+    if not has_net_admin():
+        return False, "this process runs without CAP_NET_ADMIN (kernel checks run in the kernel worker)"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return False, "missing tools: " + ", ".join(missing)
@@ -539,7 +572,11 @@ def _as_scenario(scenario: ScenarioLike | dict[str, Any]) -> ScenarioLike:
     return scenario
 
 
-def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> KernelTrace:
+def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
+           progress: Callable[[str], None] | None = None) -> KernelTrace:
+    """`progress` hears each stage: "namespaces built", "packet sent",
+    "trace read" (the job page shows them)."""
+    say = progress or (lambda stage: None)
     ok, why = kernel_available()
     if not ok:
         raise KernelUnavailable(why)
@@ -582,6 +619,7 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
         _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(sc.ruleset_text))
         _run(["ip", "netns", "exec", fw, "nft", "-f", "-"], stdin=_trace_table(v6, pkt["mark"], arriving))
         handles = parse_handles(_run(["ip", "netns", "exec", fw, "nft", "-a", "list", "ruleset"]))
+        say("namespaces built")
 
         monitor = subprocess.Popen(
             ["ip", "netns", "exec", fw, "stdbuf", "-oL", "nft", "-a", "monitor", "trace"],
@@ -651,6 +689,7 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
             detail = err.strip().splitlines()[-1:] if err.strip() else []
             raise ReplayError(f"injection failed: {result.get('error', '')} {' '.join(detail)}".strip())
         sent_with = str(result.get("sent", ""))
+        say("packet sent")
 
         # Settle: wait until the trace has been quiet for SETTLE seconds, or
         # only GRACE once our packet's own events show its fate.
@@ -670,6 +709,7 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0) -> Ke
             snapshot = [ln for _, ln in lines]
     finally:
         _teardown(env)
+    say("trace read")
 
     events = [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
     ours = select_events(events, pkt)

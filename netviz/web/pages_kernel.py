@@ -7,20 +7,21 @@ Same shape as the other pages: a form or the trace permalink query → one call
 
 from __future__ import annotations
 
+import json
 import re
-import threading
 from typing import Any
 
 from django import forms
-from django.contrib import messages
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
+from netviz import jobs
 from netviz.engine.dot_trace import chain_dot, flow_dot
 from netviz.engine.kerneltrace import (
     KernelTraceError,
@@ -33,19 +34,14 @@ from netviz.engine.parser import ParseError
 from netviz.engine.report import packet_line, sections, step_location, summary_rows
 from netviz.engine.ruleset import Family
 from netviz.engine.trace import StepKind, Trace
-from netviz.kernel.check import check_scenario
-from netviz.kernel.live import LiveError, read_live, store_live
-from netviz.kernel.replay import kernel_available
 from netviz.models import Ruleset
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.store import load_ruleset
 from netviz.web import access
+from netviz.web.pages_jobs import job_context, remember
 from netviz.web.pages_rulesets import get_ruleset_for
-from netviz.web.pages_traces import run_trace, scenario_for
+from netviz.web.pages_traces import run_trace
 
-# Each check builds namespaces and runs restore tools: a few at a time.
-MAX_CHECKS = 2
-_checks = threading.BoundedSemaphore(MAX_CHECKS)
 MAX_TRACE_BYTES = 2 * 1024 * 1024
 MAX_DRAWN_PACKETS = 200
 
@@ -60,30 +56,48 @@ def _svg(dot: str) -> tuple[str, str]:
 # --- Check in the kernel -----------------------------------------------------
 
 
-@require_GET
+def may_check(request: HttpRequest) -> bool:
+    """NETVIZ_KERNEL_CHECKS: "users" (signed in), "staff", or "anyone"."""
+    who = getattr(settings, "NETVIZ_KERNEL_CHECKS", "users")
+    if who == "anyone":
+        return True
+    if who == "staff":
+        return access.is_staff(request)
+    return bool(request.user.is_authenticated)
+
+
+@require_POST
 def trace_kernel(request: HttpRequest, pk: int) -> HttpResponse:
+    # A POST (an <img> elsewhere cannot trigger it), by a signed-in user by
+    # default, and run by the kernel worker, never in this process: it needs
+    # CAP_NET_ADMIN and takes seconds.  The packet is the trace's permalink
+    # query, as on the trace page.
     ruleset = get_ruleset_for(request, pk)
+    template = "netviz/partials/kernel_check.html" if request.htmx else "netviz/kernel_check.html"
+    ctx: dict[str, Any] = {"ruleset": ruleset, "query": request.GET.urlencode(),
+                           "available": True}
+    if not may_check(request):
+        ctx["error"] = "Log in to check a trace in the kernel."
+        ctx["login"] = True
+        return render(request, template, ctx, status=403)
     traced = run_trace(request.GET, ruleset)
-    ok, why = kernel_available()
-    ctx: dict[str, Any] = {"ruleset": ruleset, "query": traced.query, "available": ok,
-                           "reason": why}
     if traced.trace is None:
         errors = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in traced.form.errors.items())
         ctx["error"] = traced.error or (
             f"The packet is not complete: {errors}" if errors else "Describe a packet first."
         )
-    elif ok:
-        if not _checks.acquire(blocking=False):
-            ctx["error"] = "The kernel is busy with other checks; try again in a moment."
-        else:
-            try:
-                check = check_scenario(scenario_for(ruleset, traced.form), engine=traced.trace)
-            finally:
-                _checks.release()
-            ctx["check"] = check
-            ctx["reason"] = check.unavailable
-    template = "netviz/partials/kernel_check.html" if request.htmx else "netviz/kernel_check.html"
-    response = render(request, template, ctx)
+        return render(request, template, ctx, status=400)
+    form = traced.form
+    params = {"ruleset": ruleset.pk, "host": form.host_dict(), "packet": form.packet_dict(),
+              "options": form.options()}
+    owner = request.user if request.user.is_authenticated else None
+    job = jobs.submit("kernel_check", params, owner=owner,
+                      title=f"Kernel check · {ruleset.name}",
+                      dedupe=json.dumps([getattr(owner, "pk", None), params], sort_keys=True))
+    remember(request, job)
+    if not request.htmx:
+        return redirect(job.get_absolute_url())
+    response = render(request, "netviz/partials/job_status.html", job_context(job), status=202)
     patch_vary_headers(response, ["HX-Request"])
     return response
 
@@ -255,27 +269,15 @@ def import_live_page(request: HttpRequest) -> HttpResponse:
     form = ImportLiveForm(request.POST or None)
     ctx: dict[str, Any] = {"form": form}
     if request.method == "POST" and form.is_valid():
+        # Read by the kernel worker (it holds CAP_NET_ADMIN; this process does not).
         data = form.cleaned_data
-        try:
-            snap = read_live(data["netns"] or None, data["family"])
-        except LiveError as exc:
-            ctx["error"] = str(exc)
-        else:
-            if snap.backend == "none":
-                ctx["error"] = "No iptables rules found. " + " ".join(snap.notes)
-            else:
-                name = data["name"] or (f"{data['netns']} (netns)" if data["netns"] else "this server")
-                try:
-                    ruleset, _host = store_live(snap, name, owner=request.user)
-                except ParseError as exc:
-                    ctx["error"] = f"The rules read do not parse: {exc}"
-                else:
-                    messages.success(
-                        request, f"Read {ruleset.rule_count} rules from the {snap.backend} "
-                                 f"backend with {snap.reader}.")
-                    for note in snap.notes:
-                        messages.info(request, note)
-                    return redirect(ruleset.get_absolute_url())
+        name = data["name"] or (f"{data['netns']} (netns)" if data["netns"] else "this server")
+        job = jobs.submit("live_read", {"netns": data["netns"], "family": data["family"],
+                                        "name": name},
+                          owner=request.user, title=f"Live read · {name}",
+                          dedupe=json.dumps([request.user.pk, data["netns"], data["family"]]))
+        remember(request, job)
+        return redirect(job.get_absolute_url())
     return render(request, "netviz/kernel_live.html", ctx)
 
 

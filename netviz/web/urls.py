@@ -3,12 +3,22 @@ from django.urls import path  # noqa: F401
 app_name = "netviz"
 
 # Pages are split by area; each area module owns its own urlpatterns list.
-from . import pages_accounts, pages_compare, pages_kernel, pages_lessons, pages_rulesets, pages_share, pages_traces  # noqa: E402
+from . import (  # noqa: E402
+    pages_accounts,
+    pages_compare,
+    pages_jobs,
+    pages_kernel,
+    pages_lessons,
+    pages_rulesets,
+    pages_share,
+    pages_traces,
+)
 
 urlpatterns = [
     *pages_rulesets.urlpatterns,
     *pages_traces.urlpatterns,
     *pages_kernel.urlpatterns,
+    *pages_jobs.urlpatterns,
     *pages_compare.urlpatterns,
     *pages_lessons.urlpatterns,
     *pages_share.urlpatterns,

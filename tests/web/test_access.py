@@ -102,7 +102,7 @@ def test_it_hides_every_ruleset_page_from_a_stranger(private: models.Ruleset, ev
     for client in (Client(), as_user(eve)):
         for url in ruleset_urls(private):
             assert status(client, url) == 404, url
-        assert client.get(reverse("netviz:trace_kernel", args=[private.pk]) + "?" + query(private)).status_code == 404
+        assert client.post(reverse("netviz:trace_kernel", args=[private.pk]) + "?" + query(private)).status_code == 404
         assert client.post(reverse("netviz:trace_save", args=[private.pk]),
                            {"query": query(private)}).status_code == 404
     owner = as_user(alice)

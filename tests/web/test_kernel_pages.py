@@ -9,9 +9,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from netviz import models
+from netviz import jobs, models
 from netviz.kernel import check as kernel_check
 from netviz.kernel import kernel_available, netns
+from netviz.kernel.replay import kernel_possible
 from netviz.store import store_host, store_ruleset
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,20 @@ def _kernel_url(rs: models.Ruleset, dport: int) -> str:
     return reverse("netviz:trace_kernel", args=[rs.pk]) + "?" + _query(rs, dport)
 
 
+def _check(client: Client, rs: models.Ruleset, dport: int, htmx: bool = True) -> str:
+    """Ask for a kernel check as a signed-in user, let a worker run the job
+    (here, in this process), and return the job's page."""
+    if not User.objects.filter(username="checker").exists():
+        User.objects.create_user("checker", password="pw")
+    client.login(username="checker", password="pw")
+    response = client.post(_kernel_url(rs, dport), HTTP_HX_REQUEST="true")
+    assert response.status_code == 202
+    job = models.Job.objects.latest("pk")
+    jobs.execute(job.pk, fork=False)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    return client.get(job.get_absolute_url(), **headers).content.decode()
+
+
 def _need_kernel() -> None:
     ok, why = kernel_available()
     if not ok:
@@ -78,9 +93,7 @@ def _need_kernel() -> None:
 
 def test_it_shows_kernel_and_simulation_side_by_side(client: Client, web: models.Ruleset) -> None:
     _need_kernel()
-    response = client.get(_kernel_url(web, 80), HTTP_HX_REQUEST="true")
-    assert response.status_code == 200
-    body = response.content.decode()
+    body = _check(client, web, 80)
     assert "<html" not in body  # a partial for htmx
     assert "agree" in body
     assert body.count("filter WEB rule 3 → ACCEPT") == 2  # kernel column and simulation column
@@ -90,8 +103,7 @@ def test_it_shows_kernel_and_simulation_side_by_side(client: Client, web: models
 def test_it_marks_where_the_kernel_differs(client: Client, web: models.Ruleset) -> None:
     _need_kernel()
     # u32 is not evaluated by the engine; the kernel drops the SYN at rule 2.
-    response = client.get(_kernel_url(web, 8080), HTTP_HX_REQUEST="true")
-    body = response.content.decode()
+    body = _check(client, web, 8080)
     assert "kernel-differ" in body
     assert "hop-diff" in body
     assert "filter WEB rule 2 → DROP" in body
@@ -100,8 +112,7 @@ def test_it_marks_where_the_kernel_differs(client: Client, web: models.Ruleset) 
 
 def test_it_gives_a_full_page_without_htmx(client: Client, web: models.Ruleset) -> None:
     _need_kernel()
-    response = client.get(_kernel_url(web, 80))
-    body = response.content.decode()
+    body = _check(client, web, 80, htmx=False)
     assert "<html" in body and "Kernel check" in body
     assert "web &lt;fw&gt;" in body and "web <fw>" not in body
 
@@ -112,29 +123,30 @@ def test_it_says_why_when_the_kernel_cannot_be_asked(
     # The server's abilities are the environment, not the engine: pretend
     # this is an unprivileged server.
     reason = "not root (network namespaces and netfilter need CAP_NET_ADMIN)"
-    monkeypatch.setattr("netviz.web.pages_kernel.kernel_available", lambda: (False, reason))
     monkeypatch.setattr(kernel_check, "kernel_available", lambda: (False, reason))
-    response = client.get(_kernel_url(web, 80), HTTP_HX_REQUEST="true")
-    assert response.status_code == 200
-    body = response.content.decode()
+    body = _check(client, web, 80)
     assert "could not be asked here" in body and "not root" in body
-    monkeypatch.setattr("netviz.templatetags.netviz_kernel.kernel_available",
+    monkeypatch.setattr("netviz.templatetags.netviz_kernel.kernel_possible",
                         lambda: (False, reason))
     page = client.get(reverse("netviz:trace", args=[web.pk]) + "?" + _query(web, 80))
     assert page.status_code == 200
 
 
 def test_it_refuses_an_incomplete_packet(client: Client, web: models.Ruleset) -> None:
+    User.objects.create_user("checker", password="pw")
+    client.login(username="checker", password="pw")
     url = reverse("netviz:trace_kernel", args=[web.pk]) + "?proto=tcp"
-    body = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    body = client.post(url, HTTP_HX_REQUEST="true").content.decode()
     assert "error-box" in body
 
 
 def test_it_hides_a_private_ruleset(client: Client) -> None:
     owner = User.objects.create_user("alice", password="pw")
     rs = store_ruleset(name="private", source=RULES, owner=owner)
+    User.objects.create_user("mallory", password="pw")
+    client.login(username="mallory", password="pw")
     url = reverse("netviz:trace_kernel", args=[rs.pk]) + "?src=10.1.0.5&dst=10.2.0.7"
-    assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
 
 
 def test_it_shows_the_import_form_with_an_empty_state(client: Client) -> None:
@@ -219,11 +231,16 @@ def test_it_reads_a_namespace_and_stores_it_for_staff(client: Client) -> None:
             ' -m comment --comment "<script>alert(1)</script>"', ""))
         response = client.post(reverse("netviz:import_live"),
                                {"netns": ns, "name": "live fw", "family": "ipv4"})
+        # The kernel worker reads it (here, in this process).
+        job = models.Job.objects.get(kind="live_read")
+        assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+        jobs.execute(job.pk, fork=False)
     rs = models.Ruleset.objects.get(name="live fw")
-    assert response.status_code == 302 and response["Location"] == rs.get_absolute_url()
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert rs.get_absolute_url() in page and "Read 4 rules" in page
     assert rs.owner == staff and not rs.is_public
     assert rs.rule_count == 4
-    followed = client.get(response["Location"]).content.decode()
+    followed = client.get(rs.get_absolute_url()).content.decode()
     assert "nf_tables backend" in followed
 
 
@@ -233,14 +250,15 @@ def test_it_renders_the_button_for_the_trace_page(
     from django.template.loader import render_to_string
 
     query = _query(web, 80)
-    ok, _ = kernel_available()
+    ok, _ = kernel_possible()
     html = render_to_string("netviz/partials/kernel_button.html", {"ruleset": web, "query": query})
     if ok:
-        assert f'hx-get="{_kernel_url(web, 80).replace("&", "&amp;")}"' in html
-        assert "disabled" not in html
+        # A POST: a link or an <img> elsewhere cannot start a check.
+        assert f'hx-post="{_kernel_url(web, 80).replace("&", "&amp;")}"' in html
+        assert "hx-get" not in html and "disabled" not in html
     reason = "not Linux (Darwin)"
-    monkeypatch.setattr("netviz.templatetags.netviz_kernel.kernel_available",
+    monkeypatch.setattr("netviz.templatetags.netviz_kernel.kernel_possible",
                         lambda: (False, reason))
     html = render_to_string("netviz/partials/kernel_button.html", {"ruleset": web, "query": query})
     assert "disabled" in html and "not Linux (Darwin)" in html
-    assert "hx-get" not in html
+    assert "hx-post" not in html
