@@ -12,10 +12,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote as url_quote
 
 from .context import Result
 from .dot import escape_dot_label, escape_html_label
-from .hooks import HOOKS, IPTABLES_HOOKS, hook_order
+from .hooks import HOOKS, IPTABLES_HOOKS, HookEntry, hook_order
 from .report import drop_step, in_chain
 from .ruleset import BUILTIN_CHAINS, Ruleset
 from .trace import Step, StepKind, Trace
@@ -35,9 +36,15 @@ LIT_BG = "#ddf4ff"
 FONT = "Helvetica,Arial,sans-serif"
 MONO = "DejaVu Sans Mono,Menlo,Consolas,monospace"
 
-# Tables per hook in the order the engine runs them (netviz/engine/hooks.py).
+# Tables per hook in the order the engine runs them (netviz/engine/hooks.py),
+# for a diagram drawn without a ruleset: every iptables table.
 FLOW: dict[str, tuple[str, ...]] = {
-    hook: tuple(entry.label for entry in hook_order(hook, IPTABLES_HOOKS)) for hook in HOOKS
+    hook: tuple(
+        member.table or entry.label
+        for entry in hook_order(hook, IPTABLES_HOOKS)
+        for member in (entry.members or (entry,))
+    )
+    for hook in HOOKS
 }
 
 NET_IN = "flow-net-in"
@@ -53,6 +60,75 @@ LOCAL_OUT_LABEL = "local process\n(sends)"
 
 def flow_node_id(hook: str, table: str) -> str:
     return f"flow-{hook}-{table}"
+
+
+def nft_box_key(family: str, table: str, chain: str) -> str:
+    # nft names may hold any character (quoted in the listing): percent-encode
+    # them and turn `%` into `~` (which quote() itself always encodes), so the
+    # key is unique, readable and safe in an SVG id and a CSS selector.
+    def part(text: str) -> str:
+        return url_quote(text, safe="-_.").replace("%", "~")
+
+    return f"nft-{part(family)}-{part(table)}-{part(chain)}"
+
+
+@dataclass(frozen=True)
+class FlowBox:
+    """One function the packet meets at a hook: an iptables table, conntrack,
+    or a native nftables base chain."""
+
+    hook: str
+    key: str  # the node id is flow_node_id(hook, key)
+    caption: str
+    kind: str  # "table", "conntrack", "chain"
+    table: str = ""
+    family: str = ""  # nft family; "" for iptables tables
+    chain: str = ""  # the nft base chain
+    declared: bool = True
+
+    @property
+    def node(self) -> str:
+        return flow_node_id(self.hook, self.key)
+
+
+def _priority_text(priority: int) -> str:
+    return f"priority {priority:+d}" if priority else "priority 0"
+
+
+def _box(hook: str, entry: HookEntry, declared: set[str] | None) -> FlowBox:
+    if entry.kind == "conntrack":
+        return FlowBox(hook, "conntrack", "conntrack", "conntrack")
+    if entry.family:
+        caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.priority)}"
+        return FlowBox(
+            hook, nft_box_key(entry.family, entry.table, entry.chain), caption, "chain",
+            table=entry.table, family=entry.family, chain=entry.chain,
+        )
+    return FlowBox(
+        hook, entry.table, _table_caption(hook, entry.table), "table", table=entry.table,
+        declared=declared is None or entry.table in declared,
+    )
+
+
+def nft_hook_entries(ruleset: Ruleset) -> dict[str, tuple[HookEntry, ...]]:
+    return {}
+
+
+def flow_layout(ruleset: Ruleset | None = None) -> dict[str, tuple[FlowBox, ...]]:
+    """Every hook's boxes in the order the kernel calls them: the engine's
+    hook registry (hooks.hook_order) for this ruleset's nft base chains, with
+    every iptables table drawn (the undeclared ones marked), and the NAT hook
+    opened up into its nat chains."""
+    declared = {t.name for t in ruleset.tables} if ruleset is not None else None
+    nft = nft_hook_entries(ruleset) if ruleset is not None else {}
+    layout: dict[str, tuple[FlowBox, ...]] = {}
+    for hook in HOOKS:
+        boxes: list[FlowBox] = []
+        for entry in hook_order(hook, IPTABLES_HOOKS, nft.get(hook, ())):
+            for member in entry.members or (entry,):
+                boxes.append(_box(hook, member, declared))
+        layout[hook] = tuple(boxes)
+    return layout
 
 
 def _table_caption(hook: str, table: str) -> str:
@@ -91,9 +167,8 @@ def _short(text: str, limit: int) -> str:
 
 @dataclass
 class _FlowState:
-    # (hook, table) → "consulted" / "skipped"; conntrack nodes are "consulted"
-    # when a CONNTRACK step happened in that hook.
-    status: dict[tuple[str, str], str] = field(default_factory=dict)
+    # node id → "consulted" / "skipped"
+    status: dict[str, str] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)  # node id → hop number
     path: list[str] = field(default_factory=list)  # node ids in order of passage
     drop: str | None = None  # node id of the drop point
@@ -113,19 +188,37 @@ def _route_node_for(steps: tuple[Step, ...], i: int) -> str:
     return ROUTE_OUT
 
 
-def _step_node(trace: Trace, i: int) -> str | None:
-    step = trace.steps[i]
-    if step.kind is StepKind.ROUTE:
-        return _route_node_for(trace.steps, i)
-    if step.kind is StepKind.CONNTRACK:
-        return flow_node_id(step.hook, "conntrack") if step.hook in ("PREROUTING", "OUTPUT") else None
-    if step.table and step.hook in FLOW and step.table in FLOW[step.hook]:
-        return flow_node_id(step.hook, step.table)
-    return None
+def step_flow_nodes(trace: Trace, layout: dict[str, tuple[FlowBox, ...]] | None = None) -> list[str | None]:
+    """The flow diagram node each step happens in (None: none of them).
+
+    An nft step belongs to the base chain the packet entered at that hook: a
+    step at depth 0 is in a base chain, deeper ones in chains it jumped to."""
+    # Without a layout every node a step names is kept (the caller draws
+    # the diagram of the same ruleset).
+    nodes_of = {hook: {b.node for b in boxes} for hook, boxes in layout.items()} if layout else None
+    out: list[str | None] = []
+    base: tuple[str, str, str, str] | None = None  # hook, family, table, chain
+    for i, step in enumerate(trace.steps):
+        family = getattr(step, "family", "") or ""
+        node: str | None = None
+        if step.kind is StepKind.ROUTE:
+            node = _route_node_for(trace.steps, i)
+        elif step.kind is StepKind.CONNTRACK:
+            node = flow_node_id(step.hook, "conntrack")
+        elif family and step.table:
+            if step.depth == 0 or base is None or base[:3] != (step.hook, family, step.table):
+                base = (step.hook, family, step.table, step.chain)
+            node = flow_node_id(step.hook, nft_box_key(family, step.table, base[3]))
+        elif step.table:
+            node = flow_node_id(step.hook, step.table)
+        if nodes_of is not None and node not in nodes_of.get(step.hook, set()) and node not in (ROUTE_IN, ROUTE_OUT):
+            node = None
+        out.append(node)
+    return out
 
 
-def _hook_nodes(hook: str) -> list[str]:
-    nodes = [flow_node_id(hook, t) for t in FLOW[hook]]
+def _hook_nodes(layout: dict[str, tuple[FlowBox, ...]], hook: str) -> list[str]:
+    nodes = [b.node for b in layout[hook]]
     if hook == "PREROUTING":
         nodes.append(ROUTE_IN)
     if hook == "OUTPUT":
@@ -133,20 +226,18 @@ def _hook_nodes(hook: str) -> list[str]:
     return nodes
 
 
-def _flow_state(trace: Trace) -> _FlowState:
+def _flow_state(trace: Trace, layout: dict[str, tuple[FlowBox, ...]]) -> _FlowState:
     st = _FlowState()
     counter = 0
-    for i, step in enumerate(trace.steps):
-        node = _step_node(trace, i)
+    nodes = step_flow_nodes(trace, layout)
+    for step, node in zip(trace.steps, nodes, strict=True):
         if node is None:
             continue
         if step.kind is StepKind.SKIP and step.rule is None:
-            st.status.setdefault((step.hook, step.table), "skipped")
+            st.status.setdefault(node, "skipped")
             continue
-        if step.kind is StepKind.CONNTRACK:
-            st.status[(step.hook, "conntrack")] = "consulted"
-        elif step.kind is not StepKind.ROUTE:
-            st.status[(step.hook, step.table)] = "consulted"
+        if step.kind is not StepKind.ROUTE:
+            st.status[node] = "consulted"
         if node not in st.order:
             counter += 1
             st.order[node] = counter
@@ -154,11 +245,11 @@ def _flow_state(trace: Trace) -> _FlowState:
     dropped = drop_step(trace)
     if dropped is not None:
         idx = trace.steps.index(dropped)
-        node = _step_node(trace, idx)
+        node = nodes[idx]
         if node is None and idx > 0:
-            node = _step_node(trace, idx - 1)
-        if node is None and dropped.hook in FLOW:
-            node = _hook_nodes(dropped.hook)[0]
+            node = nodes[idx - 1]
+        if node is None and dropped.hook in layout:
+            node = _hook_nodes(layout, dropped.hook)[0]
         st.drop = node
         st.drop_text = dropped.text if dropped.kind is StepKind.DROP else (
             f"{dropped.chain} policy DROP" if dropped.kind is StepKind.POLICY
@@ -168,9 +259,9 @@ def _flow_state(trace: Trace) -> _FlowState:
     hooks = list(trace.hooks) or _hooks_from_steps(trace)
     path: list[str] = [LOCAL_OUT if trace.packet_in.in_iface is None else NET_IN]
     for n, hook in enumerate(hooks):
-        if hook not in FLOW:
+        if hook not in layout:
             continue
-        path.extend(_hook_nodes(hook))
+        path.extend(_hook_nodes(layout, hook))
         if hook == "INPUT":
             path.append(LOCAL_IN)
         if hook == "POSTROUTING" and (n + 1 == len(hooks) or hooks[n + 1] != "PREROUTING"):
@@ -188,32 +279,34 @@ def _flow_state(trace: Trace) -> _FlowState:
 def _hooks_from_steps(trace: Trace) -> list[str]:
     hooks: list[str] = []
     for step in trace.steps:
-        if step.hook in FLOW and (not hooks or hooks[-1] != step.hook):
+        if step.hook in HOOKS and (not hooks or hooks[-1] != step.hook):
             hooks.append(step.hook)
     return hooks
 
 
-def _base_edges() -> list[tuple[str, str]]:
+def _base_edges(layout: dict[str, tuple[FlowBox, ...]]) -> list[tuple[str, str]]:
     edges: list[tuple[str, str]] = []
 
     def chain(nodes: list[str]) -> None:
         edges.extend(itertools.pairwise(nodes))
 
-    pre = [NET_IN, *(flow_node_id("PREROUTING", t) for t in FLOW["PREROUTING"]), ROUTE_IN]
-    chain(pre)
-    chain([ROUTE_IN, *(flow_node_id("INPUT", t) for t in FLOW["INPUT"]), LOCAL_IN])
-    chain([ROUTE_IN, *(flow_node_id("FORWARD", t) for t in FLOW["FORWARD"])])
-    chain([LOCAL_OUT, ROUTE_OUT, *(flow_node_id("OUTPUT", t) for t in FLOW["OUTPUT"])])
-    post = [flow_node_id("POSTROUTING", t) for t in FLOW["POSTROUTING"]]
-    edges.append((flow_node_id("FORWARD", FLOW["FORWARD"][-1]), post[0]))
-    edges.append((flow_node_id("OUTPUT", FLOW["OUTPUT"][-1]), post[0]))
+    def at(hook: str) -> list[str]:
+        return [b.node for b in layout[hook]]
+
+    chain([NET_IN, *at("PREROUTING"), ROUTE_IN])
+    chain([ROUTE_IN, *at("INPUT"), LOCAL_IN])
+    chain([ROUTE_IN, *at("FORWARD")])
+    chain([LOCAL_OUT, ROUTE_OUT, *at("OUTPUT")])
+    post = at("POSTROUTING")
+    edges.append((at("FORWARD")[-1], post[0]))
+    edges.append((at("OUTPUT")[-1], post[0]))
     chain([*post, NET_OUT])
     return edges
 
 
 def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
-    st = _flow_state(trace) if trace is not None else _FlowState()
-    declared = {t.name for t in ruleset.tables} if ruleset is not None else None
+    layout = flow_layout(ruleset)
+    st = _flow_state(trace, layout) if trace is not None else _FlowState()
     lit_edges = set(zip(st.path, st.path[1:]))
     on_path = set(st.path)
 
@@ -226,17 +319,18 @@ def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
         f'  edge [color="{LIGHT}" arrowsize=0.6 penwidth=1.2];',
     ]
 
-    def node_attrs(node: str, label: str, kind: str, hook: str = "", table: str = "") -> str:
+    def node_attrs(node: str, label: str, kind: str, declared: bool = True) -> str:
         classes = ["flow-node", f"flow-{kind}"]
         fill, color, fontcolor, style, penwidth = "white", GREY, "#24292f", "rounded,filled", "1"
-        status = st.status.get((hook, table)) if hook else None
-        absent = (
-            declared is not None and kind == "table" and table not in declared
-        )
+        status = st.status.get(node)
+        absent = kind == "table" and not declared
         if absent:
             classes.append("absent")
             fill, color, fontcolor, style = GREY_BG, LIGHT, GREY, "rounded,filled,dashed"
             label += "\n(not in dump)"
+        if kind == "chain":
+            # A native nftables base chain: told apart from iptables tables.
+            fill = "#fbefff" if trace is None else fill
         if trace is not None:
             if node in st.order or status == "consulted":
                 classes.append("lit")
@@ -261,7 +355,7 @@ def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
             fill, color, fontcolor, penwidth = RED_BG, RED, RED, "2.5"
             label += "\n✗ DROP"
         return _attrs(
-            id=node,
+            id=escape_dot_label(node),
             label=escape_dot_label(label),
             tooltip=escape_dot_label(st.drop_text) if st.drop == node and st.drop_text else None,
             **{"class": " ".join(classes)},
@@ -283,39 +377,34 @@ def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
         f"  {_q(ROUTE_OUT)} {node_attrs(ROUTE_OUT, ROUTE_LABEL, 'route')[:-1]} shape=diamond];"
     )
     for hook in HOOKS:
-        hook_lit = trace is not None and any(
-            n in on_path for n in (flow_node_id(hook, t) for t in FLOW[hook])
-        )
+        hook_lit = trace is not None and any(b.node in on_path for b in layout[hook])
         out.append(f'  subgraph "cluster_{hook}" {{')
         out.append(
             f'    graph [id="flow-{hook}" label="{hook}" labeljust=l fontsize=12 '
             f'fontname="{FONT}" style="rounded{",bold" if hook_lit else ""}" '
             f'color="{BLUE if hook_lit else LIGHT}" fontcolor="{BLUE if hook_lit else GREY}"];'
         )
-        for table in FLOW[hook]:
-            node = flow_node_id(hook, table)
-            kind = "conntrack" if table == "conntrack" else "table"
-            text = node_attrs(node, _table_caption(hook, table), kind, hook, table)
-            if kind == "conntrack":
+        for box in layout[hook]:
+            text = node_attrs(box.node, box.caption, box.kind, box.declared)
+            if box.kind == "conntrack":
                 text = text[:-1] + " shape=ellipse]"
-            out.append(f"    {_q(node)} {text};")
+            out.append(f"    {_q(box.node)} {text};")
         out.append("  }")
 
     # Keep the drawing in the kernel's reading order: the hooks on the receive
     # side, the local process in the middle, the send side after it.
-    out.append(f"  {{ rank=same; {_q(flow_node_id('INPUT', 'mangle'))}; "
-               f"{_q(flow_node_id('FORWARD', 'mangle'))}; }}")
+    out.append(f"  {{ rank=same; {_q(layout['INPUT'][0].node)}; {_q(layout['FORWARD'][0].node)}; }}")
 
-    for a, b in _base_edges():
+    for a, b in _base_edges(layout):
         lit = (a, b) in lit_edges
         edge: dict[str, str | None] = {
-            "id": f"{a}--{b}", "class": "flow-edge lit" if lit else "flow-edge"
+            "id": escape_dot_label(f"{a}--{b}"), "class": "flow-edge lit" if lit else "flow-edge"
         }
         if lit:
             edge.update(color=BLUE, penwidth="2.5")
         out.append(f"  {_q(a)} -> {_q(b)} {_attrs(**edge)};")
     # The loopback leg of a local → local packet (POSTROUTING → lo → PREROUTING).
-    loop = (flow_node_id("POSTROUTING", "nat"), flow_node_id("PREROUTING", "raw"))
+    loop = (layout["POSTROUTING"][-1].node, layout["PREROUTING"][0].node)
     if loop in lit_edges:
         out.append(
             f"  {_q(loop[0])} -> {_q(loop[1])} "

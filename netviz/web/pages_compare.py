@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from netviz import models
 from netviz.engine.compare import Comparison, HopMark, compare_traces, target_name
-from netviz.engine.dot_trace import flow_dot, flow_node_id
+from netviz.engine.dot_trace import flow_dot, step_flow_nodes
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
 from netviz.engine.pipeline import PacketError, state_from_options, trace_dicts
 from netviz.engine.report import packet_changes, packet_line
@@ -96,17 +96,7 @@ def svg_or_error(dot: str) -> tuple[str, str]:
 
 def step_flow_node(trace: Trace, index: int) -> str:
     """The flow diagram node (dot_trace.py ids) a step happens in."""
-    step = trace.steps[index]
-    if step.kind is StepKind.ROUTE:
-        later = next((s for s in trace.steps[index + 1:] if s.kind is not StepKind.ROUTE and s.hook), None)
-        if later is not None:
-            return "flow-route-in" if later.hook in ("INPUT", "FORWARD") else "flow-route-out"
-        return "flow-route-in" if step.hook == "PREROUTING" else "flow-route-out"
-    if step.kind is StepKind.CONNTRACK:
-        return flow_node_id(step.hook, "conntrack")
-    if step.table:
-        return flow_node_id(step.hook, step.table)
-    return f"flow-{step.hook}"
+    return step_flow_nodes(trace)[index] or f"flow-{trace.steps[index].hook}"
 
 
 # --- one side of a comparison --------------------------------------------------------
