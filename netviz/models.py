@@ -284,3 +284,46 @@ class Job(models.Model):
         if not self.total:
             return None
         return min(100, int(100 * self.done / self.total))
+
+
+class Snapshot(Owned):
+    """A node snapshot as `netviz-collect` wrote it (docs/snapshot.md), and
+    the rulesets and host profiles it became."""
+
+    name = models.CharField(max_length=200)
+    hostname = models.CharField(max_length=255, blank=True)
+    taken = models.CharField(max_length=40, blank=True)  # the collector's `time:` line
+    text = models.TextField()
+    notes = models.JSONField(default=list)  # what was skipped or left out, in words
+    ruleset = models.ForeignKey(
+        Ruleset, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots"
+    )
+    ruleset6 = models.ForeignKey(
+        Ruleset, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots6"
+    )
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiToken(models.Model):
+    """A personal API token.  Only its SHA-256 is stored: the token itself is
+    shown once, when it is made (it is random and long, so a fast hash is
+    enough; nothing to brute-force)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)  # the first characters, to tell tokens apart
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

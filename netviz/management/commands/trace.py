@@ -1,5 +1,6 @@
 """python manage.py trace SCENARIO.json [--json]
 python manage.py trace --ruleset FILE [--ipsets FILE] [--host FILE] --packet "tcp 10.0.0.1:1234 > 10.0.0.2:80 in eth0"
+python manage.py trace --snapshot FILE --packet "…"
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from netviz.engine.pipeline import state_from_options, trace_dicts
 from netviz.engine.report import render_text
 from netviz.engine.ruleset import Family
 from netviz.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
+from netviz.snapshots import SnapshotError, snapshot_scenario
+
+from .import_dump import read_text
 
 
 class Command(BaseCommand):
@@ -26,6 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the trace as JSON")
         parser.add_argument("--ruleset", help="iptables-save file (instead of a scenario)")
         parser.add_argument("--ipsets", help="ipset save file")
+        parser.add_argument(
+            "--snapshot", help="a netviz-collect snapshot: rules, ipsets and host in one file"
+        )
         parser.add_argument(
             "--host",
             help="host profile: a JSON file with interfaces and routes (or a scenario file)",
@@ -57,6 +64,8 @@ class Command(BaseCommand):
             self.stdout.write(render_text(trace, ruleset))
 
     def _scenario(self, opts: dict[str, Any]) -> Scenario:
+        if opts["snapshot"]:
+            return self._from_snapshot(opts)
         try:
             if opts["scenario"]:
                 if opts["ruleset"] or opts["packet"]:
@@ -80,6 +89,22 @@ class Command(BaseCommand):
             return scenario_from_dict(data)
         except (ScenarioError, PacketSpecError) as exc:
             raise CommandError(str(exc)) from exc
+
+    def _from_snapshot(self, opts: dict[str, Any]) -> Scenario:
+        if opts["scenario"] or opts["ruleset"] or opts["host"] or opts["ipsets"]:
+            raise CommandError("--snapshot holds the rules, ipsets and host: give it with --packet only")
+        if not opts["packet"]:
+            raise CommandError("--snapshot needs --packet SPEC")
+        try:
+            packet = parse_packet_spec(opts["packet"])
+        except PacketSpecError as exc:
+            raise CommandError(str(exc)) from exc
+        family = opts["family"] or ("ipv6" if ":" in packet["src"] else "ipv4")
+        path = opts["snapshot"]
+        try:
+            return snapshot_scenario(read_text(path), packet, family)
+        except SnapshotError as exc:
+            raise CommandError(f"{path}:{exc.line}: {exc.reason}") from exc
 
     def _host(self, path: str | None, packet: dict[str, Any]) -> dict[str, Any]:
         if path:
