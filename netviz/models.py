@@ -38,8 +38,11 @@ class Ruleset(Owned):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     family = models.CharField(max_length=4, choices=FAMILIES, default="ipv4")
-    source = models.TextField()  # the iptables-save text as uploaded
+    source = models.TextField(blank=True)  # the iptables-save text as uploaded
     ipsets_source = models.TextField(blank=True)  # the `ipset save` text as uploaded
+    # `nft list ruleset` text or `nft -j list ruleset` JSON, as uploaded; a
+    # node may come with it, with `source`, or with both.
+    nftables_source = models.TextField(blank=True)
     rule_count = models.PositiveIntegerField(default=0)
     chain_count = models.PositiveIntegerField(default=0)
     is_demo = models.BooleanField(default=False)
