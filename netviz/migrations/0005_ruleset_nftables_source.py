@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('netviz', '0003_jobs'),
+        ('netviz', '0004_snapshots_and_api_tokens'),
     ]
 
     operations = [
