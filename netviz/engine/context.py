@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from . import limits
 from .packet import Packet
 from .ruleset import Ruleset
 
@@ -54,6 +55,8 @@ class TraceState:
     # False walks every rule one by one (netviz/engine/index.py is not used);
     # the hops are the same either way.
     use_index: bool = True
+    # Steps one walk may take (limits.py); read when the state is made.
+    max_steps: int = field(default_factory=lambda: limits.MAX_WALK_STEPS)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 
 from netviz.engine.extcheck import KNOWN_MATCHES, check_rule, clear_check_cache
+from netviz.engine.limits import ChainGraphError, check_chain_graph
 from netviz.engine.ruleset import (
     BUILTIN_CHAINS,
     Chain,
@@ -1361,7 +1362,12 @@ def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_Se
     fam = _decide_family(st)
     tables: list[Table] = []
     for name, (tline, chains) in st.tables.items():
-        tables.append(_freeze_table(name, tline, chains))
+        table = _freeze_table(name, tline, chains)
+        try:
+            check_chain_graph(table)
+        except ChainGraphError as exc:
+            raise ParseError(exc.rule.line, 1, exc.reason, exc.rule.text) from None
+        tables.append(table)
     return Ruleset(family=fam, tables=tuple(tables)), st.set_refs
 
 

@@ -23,6 +23,7 @@ from .context import EvalContext, Result, TraceState
 from .hooks import HOOKS, NAT_MANIP, HookEntry, hook_order
 from .host import Host
 from .index import MIN_SKIP_RUN, next_candidate, skip_step
+from .limits import JUMP_STACK_SIZE, WalkLimitError
 from .matches import evaluate_rule
 from .packet import (
     TCP_FLAG_LETTERS,
@@ -35,9 +36,10 @@ from .ruleset import Chain, Family, Rule, Ruleset
 from .targets import apply_target
 from .trace import Step, StepKind, Trace
 
-# nf_tables' jump stack (NFT_JUMP_STACK_SIZE); the loader refuses deeper
-# nesting, so a deeper walk can only come from a jump loop.
-MAX_JUMP_DEPTH = 16
+# nf_tables' jump stack; the loader refuses deeper nesting and loops
+# (limits.check_chain_graph), so a deeper walk means a ruleset that did not
+# come through the parser.
+MAX_JUMP_DEPTH = JUMP_STACK_SIZE
 
 # IP total length of the packets the scenario describes, when it gives none:
 # a Linux SYN carries 20 bytes of TCP options (MSS, SACK_PERM, TS, NOP, WS);
@@ -205,6 +207,7 @@ class _Walker:
         self.conntrack_on = conntrack_enabled(ruleset)
         tables = [t.name for t in ruleset.tables]
         self.order = {hook: hook_order(hook, tables) for hook in HOOKS}
+        self.budget = state.max_steps
 
     # -- the three paths ---------------------------------------------------
 
@@ -649,6 +652,11 @@ class _Walker:
         index = 0
         stack: list[tuple[Chain, int]] = []
         while True:
+            # Second line of defence after the loader's loop check: no
+            # ruleset makes a walk endless (limits.MAX_WALK_STEPS).
+            self.budget -= 1
+            if self.budget < 0:
+                raise WalkLimitError(self.state.max_steps, f"{table_name} {chain.name}")
             if index >= len(chain.rules):
                 if chain is base or chain.builtin:
                     return self._policy(hook, table_name, base, packet, len(stack))

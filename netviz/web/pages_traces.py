@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from netviz.engine.dot_trace import chain_dot, flow_dot
 from netviz.engine.host import Host
+from netviz.engine.limits import WalkLimitError
 from netviz.engine.pipeline import (
     PacketError,
     packet_from_dict,
@@ -116,7 +117,10 @@ def run_trace(
     except (PacketError, ValueError) as exc:
         form.add_error(None, str(exc))
         return out
-    out.trace = trace_packet(out.engine, host, packet, state_from_options(form.options()))
+    try:
+        out.trace = trace_packet(out.engine, host, packet, state_from_options(form.options()))
+    except WalkLimitError as exc:
+        out.error = f"The trace was stopped: {exc}"
     return out
 
 

@@ -1,0 +1,82 @@
+"""Uploads built to hurt the server: a chain loop that would walk forever,
+dumps past the server's limits, counters past 64 bits, pasted text past the
+size limit.  Each is refused with a readable reason, and nothing is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from netviz import models, store
+from netviz.engine import limits
+
+pytestmark = pytest.mark.django_db
+
+# The dump of the report (issue 12): a goto loop INPUT → A → B → A.
+GOTO_LOOP = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+-A INPUT -g A
+-A A -g B
+-A B -g A
+COMMIT
+"""
+# Every chain calls the next three times: within the jump stack, so it loads
+# (as in the kernel), but one packet makes 3^14 calls.
+FAN_OUT = "\n".join(
+    ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    + [f":C{i} - [0:0]" for i in range(1, 16)]
+    + ["-A INPUT -j C1"]
+    + [f"-A C{i} -j C{i + 1}" for i in range(1, 15) for _ in range(3)]
+    + ["COMMIT", ""]
+)
+HOST = {"interfaces": [{"name": "eth0", "addrs": ["10.0.0.1/24"]}], "routes": []}
+LOCAL_PACKET = {"proto": "tcp", "src": "10.0.0.2", "sport": "40000", "dst": "10.0.0.1", "dport": "22",
+                "tcp_flags": "S", "in_iface": "eth0", "ctstate": "NEW"}
+
+
+def trace_url(rs: models.Ruleset) -> str:
+    host = store.store_host(name="h", interfaces=HOST["interfaces"], routes=HOST["routes"], ruleset=rs)
+    return reverse("netviz:trace", args=[rs.pk]) + "?" + urlencode({**LOCAL_PACKET, "host": host.pk})
+
+
+def test_the_goto_loop_upload_is_refused_with_the_chains_and_the_line(client: Client) -> None:
+    r = client.post(reverse("netviz:upload"), {"dump_text": GOTO_LOOP})
+    assert r.status_code == 400
+    body = r.content.decode()
+    assert "A → B → A" in body and "Too many links" in body and "-A B -g A" in body
+    assert not models.Ruleset.objects.exists()
+
+
+def test_a_loop_stored_before_the_check_gives_an_error_not_a_hung_worker(client: Client) -> None:
+    # A row written before the loader refused loops: its trace page must end.
+    rs = models.Ruleset.objects.create(name="old loop", source=GOTO_LOOP)
+    r = client.get(trace_url(rs))
+    assert r.status_code == 200
+    assert "Too many links" in r.content.decode()
+
+
+def test_a_walk_past_the_step_budget_is_stopped_on_the_page(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_WALK_STEPS", 20_000)
+    rs = store.store_ruleset(name="fan-out", source=FAN_OUT)
+    r = client.get(trace_url(rs))
+    assert r.status_code == 200
+    body = r.content.decode()
+    assert "The trace was stopped" in body and "20,000 steps" in body
+
+
+def test_the_trace_command_refuses_the_goto_loop(tmp_path: Path) -> None:
+    path = tmp_path / "loop.rules"
+    path.write_text(GOTO_LOOP)
+    with pytest.raises(CommandError) as info:
+        call_command("trace", "--ruleset", str(path), "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:22 in eth0",
+                     stderr=open("/dev/null", "w"))  # noqa: SIM115
+    assert "line 9" in str(info.value) and "A → B → A" in str(info.value)
