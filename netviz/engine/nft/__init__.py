@@ -1,0 +1,1 @@
+"""Native nftables rulesets: model, parsers (list ruleset text and JSON), evaluator."""
