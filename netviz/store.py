@@ -19,11 +19,13 @@ from django.db import connection, transaction
 from django.db.models import Model
 
 from netviz import models
+from netviz.engine.nft.model import NftParseError, NftRuleset
+from netviz.engine.nft.parse_json import parse_nft
 from netviz.engine.parser import ParseError, parse_ipset_save, parse_ruleset
 from netviz.engine.ruleset import Family
 from netviz.engine.ruleset import Ruleset as EngineRuleset
 
-__all__ = ["ParseError", "load_ruleset", "store_host", "store_ruleset"]
+__all__ = ["ParseError", "load_nftables", "load_ruleset", "store_host", "store_ruleset"]
 
 BATCH_SIZE = 5000
 CACHE_SIZE = 8
@@ -54,6 +56,7 @@ def store_ruleset(
     name: str,
     source: str,
     ipsets_source: str = "",
+    nftables_source: str = "",
     family: str | None = None,
     owner: Any = None,
     description: str = "",
@@ -68,17 +71,39 @@ def store_ruleset(
         except ParseError as exc:
             exc.origin = "ipsets"  # type: ignore[attr-defined]
             raise
+    nft = parse_nftables(nftables_source) if nftables_source.strip() else None
     parsed = parse_ruleset(source, ipsets_source or None, _family(family))
     return save_parsed(
         parsed,
         name=name,
         source=source,
         ipsets_source=ipsets_source,
+        nftables_source=nftables_source,
+        nft=nft,
         owner=owner,
         description=description,
         progress=progress,
         is_demo=is_demo,
     )
+
+
+def parse_nftables(text: str) -> NftRuleset:
+    """The listing, or a ParseError that says where (line and column, or the
+    JSON path) and names the listing as its origin."""
+    try:
+        return parse_nft(text)
+    except NftParseError as exc:
+        reason = str(exc)
+        # NftParseError prefixes its message with the place; the page and the
+        # command say the place themselves.
+        for where in (f"line {exc.line}, column {exc.column}: ", f"{exc.path}: "):
+            if reason.startswith(where):
+                reason = reason[len(where):]
+                break
+        error = ParseError(exc.line, exc.column, reason)
+        error.origin = "nftables"  # type: ignore[attr-defined]
+        error.json_path = "" if exc.line else exc.path  # type: ignore[attr-defined]
+        raise error from exc
 
 
 def save_parsed(
@@ -87,6 +112,8 @@ def save_parsed(
     name: str,
     source: str,
     ipsets_source: str = "",
+    nftables_source: str = "",
+    nft: NftRuleset | None = None,
     owner: Any = None,
     description: str = "",
     progress: Progress | None = None,
@@ -95,6 +122,11 @@ def save_parsed(
     all_rules = [r for t in parsed.tables for c in t.chains for r in c.rules]
     chain_count = sum(len(t.chains) for t in parsed.tables)
     total = len(all_rules)
+    # The listing's own tables count too; the copies of iptables-nft's tables
+    # are the dump's rules again.
+    nft_tables = [t for t in nft.tables if not t.managed] if nft is not None else []
+    nft_rules = sum(len(c.rules) for t in nft_tables for c in t.chains)
+    nft_chains = sum(len(t.chains) for t in nft_tables)
     with transaction.atomic():
         ruleset = models.Ruleset.objects.create(
             name=name[:200],
@@ -102,8 +134,9 @@ def save_parsed(
             family=parsed.family.value,
             source=source,
             ipsets_source=ipsets_source,
-            rule_count=total,
-            chain_count=chain_count,
+            nftables_source=nftables_source,
+            rule_count=total + nft_rules,
+            chain_count=chain_count + nft_chains,
             is_demo=is_demo,
             owner=owner,
             # Anonymous uploads are public (there is nobody to own them);
@@ -236,6 +269,8 @@ def _key(model: models.Ruleset) -> tuple[int, str]:
     digest.update(model.source.encode())
     digest.update(b"\0")
     digest.update(model.ipsets_source.encode())
+    digest.update(b"\0")
+    digest.update(model.nftables_source.encode())
     return (int(model.pk), digest.hexdigest())
 
 
@@ -263,6 +298,13 @@ def load_ruleset(model: models.Ruleset) -> EngineRuleset:
     parsed = parse_ruleset(model.source, model.ipsets_source or None, Family(model.family))
     _remember(model, parsed)
     return parsed
+
+
+def load_nftables(model: models.Ruleset) -> NftRuleset | None:
+    """The stored nft listing, parsed (None when the node has none)."""
+    if not model.nftables_source.strip():
+        return None
+    return derived(model, "nftables", lambda: parse_nft(model.nftables_source))
 
 
 _derived: OrderedDict[tuple[int, str, str], Any] = OrderedDict()

@@ -76,6 +76,15 @@ class UploadForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "create KUBE-CLUSTER-IP hash:ip,port family inet …\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:443"}),
         strip=False,
     )
+    nftables_file = forms.FileField(required=False, label="nft listing file")
+    nftables_text = forms.CharField(
+        required=False,
+        label="…or paste `nft list ruleset` (or `nft -j list ruleset`) output",
+        widget=forms.Textarea(
+            attrs={"rows": 8, "spellcheck": "false", "placeholder": "table inet firewalld {\n\tchain filter_INPUT {\n\t\ttype filter hook input priority filter + 10; policy accept;\n…"}
+        ),
+        strip=False,
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     is_public = forms.BooleanField(required=False, label="Visible to everyone")
     host_interfaces = forms.CharField(
@@ -94,6 +103,10 @@ class UploadForm(forms.Form):
     def clean_dump_file(self) -> str:
         f = self.cleaned_data.get("dump_file")
         return _read_upload(f, "dump_file") if f else ""
+
+    def clean_nftables_file(self) -> str:
+        f = self.cleaned_data.get("nftables_file")
+        return _read_upload(f, "nftables_file") if f else ""
 
     def clean_ipsets_file(self) -> str:
         f = self.cleaned_data.get("ipsets_file")
@@ -115,6 +128,9 @@ class UploadForm(forms.Form):
     def clean_ipsets_text(self) -> str:
         return self._check_size("ipsets_text")
 
+    def clean_nftables_text(self) -> str:
+        return self._check_size("nftables_text")
+
     def clean_host_interfaces(self) -> list[dict[str, Any]]:
         try:
             return parse_interfaces(self.cleaned_data.get("host_interfaces") or "")
@@ -132,11 +148,15 @@ class UploadForm(forms.Form):
         if self.errors:
             return data
         source = data.get("dump_file") or data.get("dump_text") or ""
-        if not source.strip():
+        nftables = data.get("nftables_file") or data.get("nftables_text") or ""
+        # A node may be all iptables, all nftables, or both at once.
+        if not source.strip() and not nftables.strip():
             raise forms.ValidationError(
-                "Choose an iptables-save file or paste the dump.", code="required"
+                "Choose an iptables-save file or paste the dump, or give an nft listing.",
+                code="required",
             )
-        data["source"] = source
+        data["source"] = source if source.strip() else ""
+        data["nftables_source"] = nftables if nftables.strip() else ""
         interfaces, routes = data.get("host_interfaces") or [], data.get("host_routes") or []
         if interfaces or routes:
             # The engine checks what the parsers cannot see line by line:
@@ -150,6 +170,6 @@ class UploadForm(forms.Form):
                 return data
         data["ipsets_source"] = data.get("ipsets_file") or data.get("ipsets_text") or ""
         if not data.get("name"):
-            upload = self.files.get("dump_file")
+            upload = self.files.get("dump_file") or self.files.get("nftables_file")
             data["name"] = upload.name if upload else "Pasted dump"
         return data

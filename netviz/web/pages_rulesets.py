@@ -136,6 +136,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 name=data["name"],
                 source=data["source"],
                 ipsets_source=data["ipsets_source"],
+                nftables_source=data["nftables_source"],
                 family=data.get("family") or None,
                 owner=owner,
                 description=data.get("description", ""),
@@ -149,7 +150,9 @@ def upload(request: HttpRequest) -> HttpResponse:
                     owner=owner,
                 )
     except store.ParseError as exc:
-        ctx["parse_error"] = parse_error_context(exc, data["source"], data["ipsets_source"])
+        ctx["parse_error"] = parse_error_context(
+            exc, data["source"], data["ipsets_source"], data["nftables_source"]
+        )
         return render(request, template, ctx, status=_refused(request, 400))
     if owner is not None and data.get("is_public"):
         # A signed-in user's upload is private unless they tick "visible to
@@ -168,18 +171,26 @@ def upload(request: HttpRequest) -> HttpResponse:
     return redirect(url)
 
 
-def parse_error_context(exc: store.ParseError, source: str, ipsets_source: str = "") -> dict[str, Any]:
+ORIGINS = {"ipsets": "ipset text", "nftables": "nft listing"}
+
+
+def parse_error_context(
+    exc: store.ParseError, source: str, ipsets_source: str = "", nftables_source: str = ""
+) -> dict[str, Any]:
     line_no = int(getattr(exc, "line", 0) or 0)
     column = int(getattr(exc, "column", 0) or 0)
     origin = getattr(exc, "origin", "dump")
     text = getattr(exc, "text", "") or ""
     if not text:
-        lines = (ipsets_source if origin == "ipsets" else source).splitlines()
+        texts = {"ipsets": ipsets_source, "nftables": nftables_source}
+        lines = texts.get(origin, source).splitlines()
         text = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
     # A caret under the offending column (1-based); tabs keep their width.
     pad = "".join("\t" if ch == "\t" else " " for ch in text[: max(column - 1, 0)])
     return {
-        "origin": "ipset text" if origin == "ipsets" else "dump",
+        "origin": ORIGINS.get(origin, "dump"),
+        # A JSON listing's error is at a JSON path (`nftables[3].rule.expr[0]`).
+        "json_path": getattr(exc, "json_path", "") or "",
         "line": line_no,
         "column": column,
         "reason": getattr(exc, "reason", str(exc)),

@@ -159,7 +159,7 @@ def test_it_refuses_a_bad_host_profile_and_stores_nothing(client: Client) -> Non
 def test_it_asks_for_a_dump(client: Client) -> None:
     r = client.post(reverse("netviz:upload"), {"dump_text": "   "})
     assert r.status_code == 400
-    assert "Choose an iptables-save file or paste the dump." in r.content.decode()
+    assert "Choose an iptables-save file or paste the dump, or give an nft listing." in r.content.decode()
 
 
 @override_settings(NETVIZ_MAX_UPLOAD=1000)

@@ -1,4 +1,4 @@
-"""python manage.py import_dump FILE [--ipsets FILE] [--name NAME] [--host JSON]"""
+"""python manage.py import_dump [FILE] [--nftables FILE] [--ipsets FILE] [--name NAME] [--host JSON]"""
 
 from __future__ import annotations
 
@@ -41,11 +41,25 @@ def read_host(path: str, family: str) -> dict[str, Any]:
     return host.to_dict()
 
 
+def _nft_summary(ruleset: Any) -> str:
+    nft = store.load_nftables(ruleset)
+    if nft is None:
+        return ""
+    count = len(nft.tables)
+    managed = sum(1 for t in nft.tables if t.managed)
+    return f", {count} nft table{'s' if count != 1 else ''}" + (
+        f" ({managed} of them managed by iptables-nft, taken from the dump)" if managed else ""
+    )
+
+
 class Command(BaseCommand):
-    help = "Parse an iptables-save dump and store it (all or nothing)."
+    help = "Parse an iptables-save dump and/or an nft listing and store them (all or nothing)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="iptables-save / ip6tables-save output")
+        parser.add_argument("file", nargs="?", help="iptables-save / ip6tables-save output")
+        parser.add_argument(
+            "--nftables", help="`nft list ruleset` or `nft -j list ruleset` output (with or without FILE)"
+        )
         parser.add_argument("--ipsets", help="`ipset save` output")
         parser.add_argument("--name", help="name of the ruleset (default: the file name)")
         parser.add_argument("--family", choices=["ipv4", "ipv6"], help="default: detect")
@@ -55,8 +69,12 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        path: str = options["file"]
-        source = read_text(path)
+        path: str | None = options.get("file")
+        nft_path: str | None = options.get("nftables")
+        if not path and not nft_path:
+            raise CommandError("give an iptables-save FILE, --nftables FILE, or both")
+        source = read_text(path) if path else ""
+        nftables = read_text(nft_path) if nft_path else ""
         ipsets_path: str | None = options.get("ipsets")
         ipsets = read_text(ipsets_path) if ipsets_path else ""
         verbose = int(options.get("verbosity", 1)) >= 2
@@ -68,9 +86,10 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 ruleset = store.store_ruleset(
-                    name=options.get("name") or Path(path).name,
+                    name=options.get("name") or Path(path or nft_path or "").name,
                     source=source,
                     ipsets_source=ipsets,
+                    nftables_source=nftables,
                     family=options.get("family"),
                     description=options["description"],
                     progress=progress,
@@ -85,9 +104,15 @@ class Command(BaseCommand):
                         ruleset=ruleset,
                     )
         except store.ParseError as exc:
-            where = ipsets_path if getattr(exc, "origin", "") == "ipsets" and ipsets_path else path
-            # The compiler-style location lets editors jump to the line.
-            self.stderr.write(f"{where}:{exc.line}:{exc.column}: {exc.reason}")
+            origin = getattr(exc, "origin", "")
+            where = {"ipsets": ipsets_path, "nftables": nft_path}.get(origin) or path or nft_path
+            json_path = getattr(exc, "json_path", "")
+            if json_path:
+                # A JSON listing: the place is a path into the document.
+                self.stderr.write(f"{where}: at {json_path}: {exc.reason}")
+            else:
+                # The compiler-style location lets editors jump to the line.
+                self.stderr.write(f"{where}:{exc.line}:{exc.column}: {exc.reason}")
             if exc.text:
                 self.stderr.write(f"    {exc.text}")
                 if exc.column:
@@ -103,5 +128,6 @@ class Command(BaseCommand):
             f"{ruleset.chain_count} chain{'s' if ruleset.chain_count != 1 else ''}, "
             f"{ruleset.rule_count} rule{'s' if ruleset.rule_count != 1 else ''}, "
             f"{ipset_count} ipset{'s' if ipset_count != 1 else ''}"
+            + _nft_summary(ruleset)
             + (f", host profile {host.pk} \"{host.name}\"" if host else "")
         )

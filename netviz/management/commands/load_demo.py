@@ -36,8 +36,10 @@ def load_node(directory: Path) -> dict[str, Any]:
     return {
         "name": meta["name"],
         "description": meta.get("description", ""),
-        "source": (directory / "ruleset.rules").read_text(),
+        # A node has an iptables-save dump, an nft listing, or both.
+        "source": _read(directory / "ruleset.rules"),
         "ipsets": _read(directory / "ipsets.ipset"),
+        "nftables": _read(directory / "ruleset.nft"),
         "host": json.loads((directory / "host.json").read_text()),
         "scenarios": sorted((directory / "scenarios").glob("*.json")),
     }
@@ -61,7 +63,9 @@ class Command(BaseCommand):
     def load(self, node: dict[str, Any]) -> None:
         ruleset = models.Ruleset.objects.filter(is_demo=True, name=node["name"]).first()
         if ruleset is not None and (
-            ruleset.source != node["source"] or ruleset.ipsets_source != node["ipsets"]
+            ruleset.source != node["source"]
+            or ruleset.ipsets_source != node["ipsets"]
+            or ruleset.nftables_source != node["nftables"]
         ):
             ruleset.delete()  # the files changed: store them afresh
             ruleset = None
@@ -71,6 +75,7 @@ class Command(BaseCommand):
                     name=node["name"],
                     source=node["source"],
                     ipsets_source=node["ipsets"],
+                    nftables_source=node["nftables"],
                     description=node["description"],
                     is_demo=True,
                 )
