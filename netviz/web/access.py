@@ -188,6 +188,16 @@ def get_or_404(request: HttpRequest, kind: Kind, pk: int) -> Any:
     return obj
 
 
+def given_token(request: HttpRequest, kind: Kind, obj: Any) -> str:
+    """The object's share token if this viewer was given it (owner, staff, or
+    the holder of its own link), else "".  A page never renders any other:
+    a token reached through another object's link would outlive the revoking
+    of that link."""
+    if owns(request, obj) or has_grant(request, kind, obj):
+        return str(obj.share_token)
+    return ""
+
+
 def read_only(request: HttpRequest, obj: Any) -> bool:
     """Seen only through a share link (or as someone else's public object)."""
     return not owns(request, obj) and not (obj.is_public and obj.owner_id is None)

@@ -393,6 +393,7 @@ def _render_saved(request: HttpRequest, saved: models.Comparison, shared: bool) 
     left, right = saved_sides(saved)
     shared = shared or access.read_only(request, saved)
     ctx: dict[str, Any] = {"saved": saved, "shared": shared, "query": _saved_query(saved),
+                           "token": access.given_token(request, "c", saved),
                            "share": None if shared else share_context(request, "c", saved)}
     ctx.update(comparison_context(left, right, saved.options))
     ctx["lessons"] = _editable_lessons(request) if not shared else []

@@ -306,6 +306,8 @@ def _lesson_context(request: HttpRequest, lesson: models.Lesson, shared: bool) -
     ctx: dict[str, Any] = {
         "lesson": lesson,
         "shared": shared,
+        # Links by token only for whoever holds it; others present by pk.
+        "token": access.given_token(request, "l", lesson) if shared else "",
         "editable": editable,
         "steps": [(s, StepForm(instance=s, prefix=f"s{s.pk}") if editable else None) for s in steps],
         "share": None if shared else share_context(request, "l", lesson),
@@ -441,10 +443,11 @@ def _present(request: HttpRequest, lesson: models.Lesson, number: int, shared: b
     if not 1 <= number <= len(steps):
         raise Http404("No such step")
     view = step_view(steps[number - 1])
+    token = access.given_token(request, "l", lesson) if shared else ""
 
     def url(n: int) -> str:
-        if shared:
-            return reverse("netviz:lesson_shared_present", args=[lesson.share_token, n])
+        if token:
+            return reverse("netviz:lesson_shared_present", args=[token, n])
         return reverse("netviz:lesson_present", args=[lesson.pk, n])
 
     return render(request, "netviz/presenter.html", {
@@ -454,7 +457,7 @@ def _present(request: HttpRequest, lesson: models.Lesson, number: int, shared: b
         "total": len(steps),
         "prev_url": url(number - 1) if number > 1 else "",
         "next_url": url(number + 1) if number < len(steps) else "",
-        "back_url": reverse("netviz:lesson_shared", args=[lesson.share_token]) if shared
+        "back_url": reverse("netviz:lesson_shared", args=[token]) if token
         else reverse("netviz:lesson", args=[lesson.pk]),
         "shared": shared,
         "HopMark": HopMark,

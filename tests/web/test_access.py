@@ -318,3 +318,87 @@ def test_shipped_lessons_stay_public(db: None) -> None:
     assert lesson is not None
     assert Client().get(reverse("netviz:lesson", args=[lesson.pk])).status_code == 200
     assert Client().get(reverse("netviz:lesson_present", args=[lesson.pk, 1])).status_code == 200
+
+
+def _tokens_of(owner: Any) -> set[str]:
+    out: set[str] = set()
+    for model in (models.Ruleset, models.SavedTrace, models.Comparison, models.Lesson, models.HostProfile):
+        out.update(model.objects.filter(owner=owner).values_list("share_token", flat=True))
+    return out
+
+
+@pytest.fixture
+def private_lesson(private_comparison: models.Comparison, alice: Any) -> models.Lesson:
+    as_user(alice).post("/lessons/add-step/", {"comparison": private_comparison.pk, "lesson": "",
+                                               "title": "alice-lesson"})
+    return models.Lesson.objects.get(title="alice-lesson")
+
+
+def _pages_of(lesson: models.Lesson, cmp: models.Comparison, rs: models.Ruleset) -> list[str]:
+    return [
+        f"/s/l/{lesson.share_token}/", f"/lessons/s/{lesson.share_token}/",
+        reverse("netviz:lesson", args=[lesson.pk]), reverse("netviz:lesson_present", args=[lesson.pk, 1]),
+        f"/lessons/s/{lesson.share_token}/present/1/",
+        reverse("netviz:comparison", args=[cmp.pk]), reverse("netviz:comparison_json", args=[cmp.pk]),
+        *ruleset_urls(rs),
+    ]
+
+
+def test_a_lesson_link_holder_is_never_handed_another_token(
+    private_lesson: models.Lesson, private_comparison: models.Comparison, private: models.Ruleset,
+    alice: Any, eve: Any,
+) -> None:
+    # Issue 12: compare_saved.html wrote the comparison's own token into the
+    # page, which outlived a revoked lesson link.
+    others = _tokens_of(alice) - {private_lesson.share_token}
+    for client in (as_user(eve), Client()):
+        for url in _pages_of(private_lesson, private_comparison, private):
+            response = client.get(url)
+            if response.status_code == 302:
+                response = client.get(response["Location"])
+            assert response.status_code == 200, url
+            body = response.content.decode()
+            leaked = [t for t in others if t in body]
+            assert not leaked, url
+
+
+def test_a_revoked_lesson_link_reaches_no_comparison_ruleset_or_dump(
+    private_lesson: models.Lesson, private_comparison: models.Comparison, private: models.Ruleset,
+    alice: Any, eve: Any,
+) -> None:
+    holder = as_user(eve)
+    holder.get(f"/s/l/{private_lesson.share_token}/")
+    # What the holder can harvest while the link is valid (the report's attack).
+    seen = "".join(holder.get(url).content.decode() for url in _pages_of(
+        private_lesson, private_comparison, private)[2:7])
+    harvested = [t for t in _tokens_of(alice) if t in seen and t != private_lesson.share_token]
+    as_user(alice).post(reverse("netviz:share_revoke", args=["l", private_lesson.pk]))
+    for token in harvested:
+        for url in (reverse("netviz:comparison_json", args=[private_comparison.pk]),
+                    reverse("netviz:ruleset_source", args=[private.pk])):
+            assert holder.get(url, {"share": token}).status_code == 404, url
+    for url in [
+        reverse("netviz:comparison", args=[private_comparison.pk]),
+        reverse("netviz:comparison_json", args=[private_comparison.pk]),
+        reverse("netviz:ruleset", args=[private.pk]),
+        reverse("netviz:ruleset_source", args=[private.pk]),
+        *ruleset_urls(private),
+    ]:
+        assert status(holder, url) == 404, url
+
+
+def test_a_public_lesson_hands_its_readers_no_token(
+    private_lesson: models.Lesson, private_comparison: models.Comparison, alice: Any, eve: Any
+) -> None:
+    # Made public without its link: its readers get the lesson, and never a
+    # token that would open the private comparison behind its steps.
+    models.Lesson.objects.filter(pk=private_lesson.pk).update(is_public=True)
+    tokens = _tokens_of(alice)
+    for client in (as_user(eve), Client()):
+        for url in (reverse("netviz:lesson", args=[private_lesson.pk]),
+                    reverse("netviz:lesson_present", args=[private_lesson.pk, 1])):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            body = response.content.decode()
+            assert not [t for t in tokens if t in body], url
+        assert client.get(reverse("netviz:comparison", args=[private_comparison.pk])).status_code == 404
