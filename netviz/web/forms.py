@@ -173,3 +173,12 @@ class UploadForm(forms.Form):
             upload = self.files.get("dump_file") or self.files.get("nftables_file")
             data["name"] = upload.name if upload else "Pasted dump"
         return data
+
+
+class SnapshotForm(forms.Form):
+    snapshot_file = forms.FileField(label="Snapshot file", help_text="Written by netviz-collect.")
+    name = forms.CharField(max_length=180, required=False, help_text="Defaults to the node's host name.")
+    is_public = forms.BooleanField(required=False, label="Visible to everyone")
+
+    def clean_snapshot_file(self) -> str:
+        return _read_upload(self.cleaned_data["snapshot_file"], "snapshot_file")

@@ -25,7 +25,7 @@ from netviz.engine import dot as engine_dot
 from netviz.engine import graph as engine_graph
 
 from . import access
-from .forms import UploadForm, human_size, max_upload
+from .forms import SnapshotForm, UploadForm, human_size, max_upload
 from .names import chain_descriptions
 from .pages_share import share_context
 from .trace_forms import TraceForm, example_queries
@@ -107,7 +107,11 @@ def _refused(request: HttpRequest, status: int) -> int:
 
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    ctx: dict[str, Any] = {"max_upload": max_upload(), "max_upload_human": human_size(max_upload())}
+    ctx: dict[str, Any] = {
+        "max_upload": max_upload(),
+        "max_upload_human": human_size(max_upload()),
+        "snapshot_form": SnapshotForm(),
+    }
     template = "netviz/upload_form.html" if request.htmx else "netviz/upload.html"
     if request.method != "POST":
         ctx["form"] = UploadForm()

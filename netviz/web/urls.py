@@ -4,6 +4,7 @@ app_name = "netviz"
 
 # Pages are split by area; each area module owns its own urlpatterns list.
 from . import (  # noqa: E402
+    api,
     pages_accounts,
     pages_compare,
     pages_jobs,
@@ -11,6 +12,7 @@ from . import (  # noqa: E402
     pages_lessons,
     pages_rulesets,
     pages_share,
+    pages_snapshots,
     pages_traces,
 )
 
@@ -23,4 +25,6 @@ urlpatterns = [
     *pages_lessons.urlpatterns,
     *pages_share.urlpatterns,
     *pages_accounts.urlpatterns,
+    *pages_snapshots.urlpatterns,
+    *api.urlpatterns,
 ]

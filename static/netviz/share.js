@@ -5,11 +5,17 @@ document.addEventListener("click", (event) => {
   if (!button) return;
   const input = document.querySelector(button.dataset.copy);
   if (!input) return;
-  input.select();
+  // An <input> (links, tokens) or a <pre> (commands).
+  const text = "value" in input ? input.value : input.textContent;
+  if (input.select) {
+    input.select();
+  } else {
+    window.getSelection().selectAllChildren(input);
+  }
   const done = () => { button.textContent = "Copied"; };
   if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(input.value).then(done, () => input.focus());
-  } else {
+    navigator.clipboard.writeText(text).then(done, () => input.focus());
+  } else if (input.focus) {
     input.focus();
   }
 });

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from webdumps import HOSTILE_DUMP, HOSTILE_TEXT, demo_text
 
@@ -30,3 +32,13 @@ def hostile_ruleset(db: None) -> models.Ruleset:
 @pytest.fixture
 def hostile_text() -> str:
     return HOSTILE_TEXT
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", password="pw-bob-123")

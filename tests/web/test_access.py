@@ -33,11 +33,6 @@ NAME = "alice-secret-docker"
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
 def eve(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("eve", password="pw-eve-123")
 
