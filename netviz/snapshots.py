@@ -15,6 +15,7 @@ from django.db import transaction
 
 from netviz import models, store
 from netviz.engine.host import Host
+from netviz.engine.nft.model import NftRuleset
 from netviz.engine.parser import ParseError, parse_ipset_save, parse_ruleset
 from netviz.engine.ruleset import Family
 from netviz.engine.ruleset import Ruleset as EngineRuleset
@@ -37,6 +38,7 @@ class Checked:
     parts: dict[str, dict[str, Any]]  # family → scenario parts
     parsed: dict[str, EngineRuleset]  # family → the parsed iptables listing
     notes: list[str] = field(default_factory=list)
+    nft: NftRuleset | None = None  # the parsed `nft -j list ruleset`
 
 
 def _in_section(section: Section | None, exc: ParseError) -> SnapshotError:
@@ -61,6 +63,20 @@ def check_snapshot(text: str) -> Checked:
         except ParseError as exc:
             raise _in_section(ipset_section, exc) from None
     checked = Checked(snapshot, {}, {})
+    nft_section = snapshot.one("nft")
+    nft_text = scenario_parts(snapshot, "ipv4").get("nftables", "")
+    if nft_text and nft_section is not None:
+        try:
+            # The listing as the node printed it first, so that a JSON path
+            # in an error points into the snapshot; then without the tables
+            # iptables-nft manages, as it is stored.
+            store.parse_nftables(nft_section.body)
+            checked.nft = store.parse_nftables(nft_text)
+        except ParseError as exc:
+            path = getattr(exc, "json_path", "")
+            if path and nft_section is not None:
+                raise SnapshotError(nft_section.body_line, f"nft: at {path}: {exc.reason}", "nft") from None
+            raise _in_section(nft_section, exc) from None
     for family, name in (("ipv4", "iptables"), ("ipv6", "ip6tables")):
         rules = choose_rules(snapshot, name)
         checked.notes.extend(rules.notes)
@@ -124,6 +140,8 @@ def import_snapshot(text: str, *, name: str = "", owner: Any = None, is_public: 
                 name=name if family == "ipv4" else f"{name} (IPv6)",
                 source=parts["ruleset"],
                 ipsets_source=parts.get("ipsets", ""),
+                nftables_source=parts.get("nftables", ""),
+                nft=checked.nft,
                 owner=owner,
                 description=description,
             )

@@ -320,11 +320,41 @@ def _ipset_text(snapshot: Snapshot) -> str:
     return section.body
 
 
+def iptables_nft_tables(snapshot: Snapshot) -> set[tuple[str, str]]:
+    """(family, table) of the tables iptables-nft manages, as the nf_tables
+    backend's iptables-save sections declare them (`*filter` …)."""
+    out: set[tuple[str, str]] = set()
+    for name, family in (("iptables", "ip"), ("ip6tables", "ip6")):
+        for section in snapshot.all(name):
+            if section.attr("backend") == "nft" and not section.failed:
+                out.update((family, line[1:].strip()) for line in section.body.split("\n") if line.startswith("*"))
+    return out
+
+
 def _nft_text(snapshot: Snapshot) -> str:
+    """The nft listing without the tables iptables-nft manages: those come
+    from the iptables-save sections (scenario-v2 §2), and the snapshot knows
+    which they are even where the JSON cannot tell (a table whose rules all
+    translate to native expressions carries no `xt` and no warning)."""
     section = snapshot.one("nft")
     if section is None or section.failed or not section.body.strip():
         return ""
-    return section.body
+    managed = iptables_nft_tables(snapshot)
+    if not managed:
+        return section.body
+    data = json.loads(section.body)
+
+    def keep(item: Any) -> bool:
+        if not isinstance(item, dict) or len(item) != 1:
+            return True
+        (kind, body), = item.items()
+        if not isinstance(body, dict):
+            return True
+        table = body.get("name") if kind == "table" else body.get("table")
+        return (body.get("family"), table) not in managed
+
+    data["nftables"] = [item for item in data["nftables"] if keep(item)]
+    return json.dumps(data) + "\n"
 
 
 def _text_section(snapshot: Snapshot, name: str) -> str:

@@ -106,7 +106,7 @@ def test_it_takes_a_snapshot_in_a_namespace_and_imports_it_in_one_step(node: str
     assert "net.ipv4.ip_forward = 1" in text
     result = import_snapshot(text, name="ns-node")
     ruleset = result.ruleset
-    assert ruleset.family == "ipv4" and ruleset.rule_count == 11
+    assert ruleset.family == "ipv4" and ruleset.rule_count == 12
     host = result.hosts[0].as_scenario_host()
     ifaces = {i["name"]: i for i in host["interfaces"]}
     assert "10.77.0.1/24" in ifaces["br0"]["addrs"] and "10.78.0.1/24" in ifaces["eth0"]["addrs"]

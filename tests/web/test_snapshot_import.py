@@ -29,8 +29,12 @@ def _counts() -> tuple[int, ...]:
 def test_it_imports_rulesets_ipsets_and_hosts_in_one_step() -> None:
     result = import_snapshot(snapshot_text(), name="node-7")
     v4, v6 = result.rulesets
-    assert (v4.name, v4.family, v4.rule_count) == ("node-7", "ipv4", 11)
-    assert (v6.name, v6.family, v6.rule_count) == ("node-7 (IPv6)", "ipv6", 1)
+    # The rule counts include the nft listing's own table (one rule).
+    assert (v4.name, v4.family, v4.rule_count) == ("node-7", "ipv4", 12)
+    assert (v6.name, v6.family, v6.rule_count) == ("node-7 (IPv6)", "ipv6", 2)
+    assert '"node-extra"' in v4.nftables_source and v4.nftables_source == v6.nftables_source
+    # The tables iptables-nft manages come from the iptables-save sections.
+    assert '"KUBE-NODEPORTS"' not in v4.nftables_source
     assert list(v4.ipsets.values_list("name", flat=True)) == ["KUBE-NODE-PORT-TCP"]
     host = v4.hosts.get()
     ifaces = {i["name"]: i for i in host.interfaces}
@@ -102,3 +106,13 @@ def test_trace_reads_a_snapshot() -> None:
     trace = json.loads(out.getvalue())
     assert {"table": "nat", "chain": "KUBE-NODEPORTS", "rule": 2, "verdict": "ACCEPT"} in trace["hops"]
     assert trace["packet_out"]["dst"] == "10.77.0.2" and trace["packet_out"]["dport"] == 8080
+
+
+def test_a_bad_nft_listing_names_the_section() -> None:
+    text = snapshot_text().replace('{"family": "inet", "name": "node-extra",', '{"family": "inet",', 1)
+    assert text != snapshot_text()
+    with pytest.raises(SnapshotError) as info:
+        import_snapshot(text)
+    assert info.value.section == "nft" and "nftables[28].table: `name` missing" in info.value.reason
+    assert text.split("\n")[info.value.line - 2].startswith("=== nft ")
+    assert _counts() == (0, 0, 0, 0)
