@@ -48,6 +48,8 @@ class Scenario:
     # Our own optional keys: seed and statistic choices for reproducible traces.
     options: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    # scenario-v2 §2: `nft list ruleset` text or `nft -j list ruleset` JSON.
+    nftables_text: str | None = None
 
 
 def _text_or_file(value: Any, base_dir: Path | None, key: str) -> str | None:
@@ -55,7 +57,7 @@ def _text_or_file(value: Any, base_dir: Path | None, key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ScenarioError(f"`{key}` must be a string (a path or the text itself)")
-    if "\n" in value:
+    if "\n" in value or value.lstrip().startswith("{"):
         return value
     path = Path(value)
     if not path.is_absolute() and base_dir is not None:
@@ -69,9 +71,10 @@ def _text_or_file(value: Any, base_dir: Path | None, key: str) -> str | None:
 def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError("a scenario is a JSON object")
-    if "ruleset" not in data:
-        raise ScenarioError("`ruleset` is required")
-    ruleset_text = _text_or_file(data["ruleset"], base_dir, "ruleset") or ""
+    if "ruleset" not in data and "nftables" not in data:
+        raise ScenarioError("`ruleset` (or `nftables`) is required")
+    ruleset_text = _text_or_file(data.get("ruleset"), base_dir, "ruleset") or ""
+    nftables_text = _text_or_file(data.get("nftables"), base_dir, "nftables")
     ipsets_text = _text_or_file(data.get("ipsets"), base_dir, "ipsets")
     family = data.get("family", "ipv4")
     if family not in ("ipv4", "ipv6"):
@@ -96,6 +99,7 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Sc
         packet=packet,
         options=options,
         name=str(data.get("name", "")),
+        nftables_text=nftables_text,
     )
 
 
@@ -118,6 +122,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     out["ruleset"] = _inline(scenario.ruleset_text)
     if scenario.ipsets_text:
         out["ipsets"] = _inline(scenario.ipsets_text)
+    if scenario.nftables_text:
+        out["nftables"] = _inline(scenario.nftables_text)
     out["family"] = scenario.family
     out["host"] = scenario.host
     out["packet"] = scenario.packet

@@ -25,6 +25,8 @@ from .host import Host
 from .index import MIN_SKIP_RUN, next_candidate, skip_step
 from .limits import JUMP_STACK_SIZE, WalkLimitError
 from .matches import evaluate_rule
+from .nft.evaluate import NftEval, compile_nft, run_chain
+from .nft.model import NftRuleset
 from .packet import (
     TCP_FLAG_LETTERS,
     Conntrack,
@@ -151,13 +153,16 @@ def _port(value: Any, name: str) -> int:
 
 
 def trace_scenario(scenario: ScenarioLike, state: TraceState | None = None) -> Trace:
+    from .nft.parse_json import parse_nft
     from .parser import parse_ruleset
 
     family = Family(scenario.family or "ipv4")
-    ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
+    ruleset = parse_ruleset(scenario.ruleset_text or "", scenario.ipsets_text, family=family)
+    nft_text = getattr(scenario, "nftables_text", None)
+    nft = parse_nft(nft_text) if nft_text else None
     if state is None:
         state = state_from_options(getattr(scenario, "options", None) or {})
-    return trace_dicts(ruleset, scenario.host or {}, scenario.packet, family, state)
+    return trace_dicts(ruleset, scenario.host or {}, scenario.packet, family, state, nft=nft)
 
 
 def trace_dicts(
@@ -166,10 +171,14 @@ def trace_dicts(
     packet: dict[str, Any],
     family: Family | str,
     state: TraceState | None = None,
+    nft: NftRuleset | None = None,
 ) -> Trace:
-    """The scenario's `host` and `packet` objects traced through a parsed ruleset."""
+    """The scenario's `host` and `packet` objects traced through a parsed
+    ruleset and, when given, a parsed nft listing beside it."""
     family = Family(family)
-    return trace_packet(ruleset, Host.from_dict(host, family), packet_from_dict(packet, family), state)
+    return trace_packet(
+        ruleset, Host.from_dict(host, family), packet_from_dict(packet, family), state, nft=compile_nft(nft, family)
+    )
 
 
 def state_from_options(options: dict[str, Any]) -> TraceState:
@@ -183,9 +192,9 @@ def state_from_options(options: dict[str, Any]) -> TraceState:
 
 
 def trace_packet(
-    ruleset: Ruleset, host: Host, packet: Packet, state: TraceState | None = None
+    ruleset: Ruleset, host: Host, packet: Packet, state: TraceState | None = None, nft: NftEval | None = None
 ) -> Trace:
-    walker = _Walker(ruleset, host, state or TraceState())
+    walker = _Walker(ruleset, host, state or TraceState(), nft)
     return walker.run(packet)
 
 
@@ -196,17 +205,23 @@ class _TableRun:
 
 
 class _Walker:
-    def __init__(self, ruleset: Ruleset, host: Host, state: TraceState) -> None:
+    def __init__(self, ruleset: Ruleset, host: Host, state: TraceState, nft: NftEval | None = None) -> None:
         self.ruleset = ruleset
+        self.nft = nft
         self.host = host
         self.state = state
         self.steps: list[Step] = []
         self.hooks: list[str] = []
         self.uncertain: list[tuple[str, str, int]] = []
         self.fate_step: Step | None = None
-        self.conntrack_on = conntrack_enabled(ruleset)
+        self.conntrack_on = conntrack_enabled(ruleset) or (nft is not None and nft.conntrack)
         tables = [t.name for t in ruleset.tables]
-        self.order = {hook: hook_order(hook, tables) for hook in HOOKS}
+        # iptables-restore ran first: if its rules need conntrack, conntrack
+        # registered before any nft base chain.
+        ct_seq = -1.0 if conntrack_enabled(ruleset) or nft is None else nft.conntrack_seq
+        self.order = {
+            hook: hook_order(hook, tables, nft.entries.get(hook, ()) if nft else (), ct_seq) for hook in HOOKS
+        }
         self.budget = state.max_steps
 
     # -- the three paths ---------------------------------------------------
@@ -382,7 +397,7 @@ class _Walker:
             ctstate_in="INVALID",
         )
         self._route_step("FORWARD", packet, f"ICMP redirect sent to {packet.src} (it leaves by its own interface); the redirect runs through OUTPUT and POSTROUTING first")
-        sub = _Walker(self.ruleset, self.host, self.state)
+        sub = _Walker(self.ruleset, self.host, self.state, self.nft)
         sub._local(redirect)
 
     def _arrived_as_host(self, packet: Packet) -> bool:
@@ -537,7 +552,8 @@ class _Walker:
         if entry.kind == "table":
             result = self._run_table(hook, entry.table, packet)
             return result.verdict, result.packet
-        raise ValueError(f"cannot run a {entry.kind} at {hook}")
+        assert entry.kind == "chain" and self.nft is not None
+        return run_chain(self.nft, self, hook, entry, packet)
 
     @staticmethod
     def _output_reroute_needed(entry: HookEntry, before: Packet, after: Packet) -> str:

@@ -41,6 +41,9 @@ class Step:
     depth: int = 0  # jump-stack depth when the step happened
     uncertain: bool = False  # rests on an assumption or an unknown match
     note: str = ""
+    # nft family (ip, ip6, inet) of a native nftables table; "" for the
+    # tables of an iptables-save dump.
+    family: str = ""
 
     @property
     def is_hop(self) -> bool:
@@ -50,9 +53,10 @@ class Step:
         return self.kind is StepKind.RULE and self.result is Result.MATCH
 
     def hop(self) -> dict[str, Any]:
+        head = {"family": self.family} if self.family else {}
         if self.kind is StepKind.POLICY:
-            return {"table": self.table, "chain": self.chain, "policy": self.verdict}
-        return {"table": self.table, "chain": self.chain, "rule": self.rule, "verdict": self.verdict}
+            return {**head, "table": self.table, "chain": self.chain, "policy": self.verdict}
+        return {**head, "table": self.table, "chain": self.chain, "rule": self.rule, "verdict": self.verdict}
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
     return {
         "kind": step.kind.value,
         "hook": step.hook,
+        "family": step.family,
         "table": step.table,
         "chain": step.chain,
         "rule": step.rule,

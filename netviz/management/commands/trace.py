@@ -6,11 +6,14 @@ python manage.py trace --snapshot FILE --packet "…"
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from netviz.engine.nft.model import NftParseError
+from netviz.engine.nft.parse_json import parse_nft
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
 from netviz.engine.parser import ParseError, parse_ruleset
 from netviz.engine.pipeline import state_from_options, trace_dicts
@@ -30,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the trace as JSON")
         parser.add_argument("--ruleset", help="iptables-save file (instead of a scenario)")
         parser.add_argument("--ipsets", help="ipset save file")
+        parser.add_argument("--nftables", help="nft list ruleset file (text or nft -j JSON), alone or beside --ruleset")
         parser.add_argument(
             "--snapshot", help="a netviz-collect snapshot: rules, ipsets and host in one file"
         )
@@ -51,11 +55,19 @@ class Command(BaseCommand):
             ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
         except ParseError as exc:
             raise CommandError(f"ruleset: {exc}\n    {exc.text}") from exc
+        nft = None
+        if scenario.nftables_text:
+            try:
+                nft = parse_nft(scenario.nftables_text)
+            except NftParseError as exc:
+                raise CommandError(f"nftables: {exc}") from exc
+            for note in nft.notes:
+                self.stderr.write(f"note: {note}")
         options = dict(scenario.options)
         if opts["seed"] is not None:
             options["seed"] = opts["seed"]
         try:
-            trace = trace_dicts(ruleset, scenario.host, scenario.packet, family, state_from_options(options))
+            trace = trace_dicts(ruleset, scenario.host, scenario.packet, family, state_from_options(options), nft=nft)
         except ValueError as exc:  # a bad host profile or packet (PacketError is one)
             raise CommandError(str(exc)) from exc
         if opts["json"]:
@@ -70,16 +82,19 @@ class Command(BaseCommand):
             if opts["scenario"]:
                 if opts["ruleset"] or opts["packet"]:
                     raise CommandError("give a scenario file, or --ruleset and --packet, not both")
-                return load_scenario(opts["scenario"])
-            if not (opts["ruleset"] and opts["packet"]):
-                raise CommandError("give a scenario file, or --ruleset FILE and --packet SPEC")
+                scenario = load_scenario(opts["scenario"])
+                if opts["nftables"]:
+                    scenario = replace(scenario, nftables_text=read_text(opts["nftables"]))
+                return scenario
+            if not ((opts["ruleset"] or opts["nftables"]) and opts["packet"]):
+                raise CommandError("give a scenario file, or --ruleset FILE and/or --nftables FILE, and --packet SPEC")
             packet = parse_packet_spec(opts["packet"])
             host = self._host(opts.get("host"), packet)
-            data: dict[str, Any] = {
-                "ruleset": str(Path(opts["ruleset"]).resolve()),
-                "host": host,
-                "packet": packet,
-            }
+            data: dict[str, Any] = {"host": host, "packet": packet}
+            if opts["ruleset"]:
+                data["ruleset"] = str(Path(opts["ruleset"]).resolve())
+            if opts["nftables"]:
+                data["nftables"] = str(Path(opts["nftables"]).resolve())
             if opts["ipsets"]:
                 data["ipsets"] = str(Path(opts["ipsets"]).resolve())
             if opts["family"]:
