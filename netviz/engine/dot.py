@@ -12,6 +12,7 @@ from collections.abc import Callable
 from urllib.parse import quote as url_quote
 
 from .graph import ChainKey, call_graph, chain_depths, empty_chains, unreachable_chains
+from .nft.model import NftRuleset
 from .ruleset import Ruleset
 
 # Characters DOT cannot carry inside a quoted string as such.  Graphviz reads
@@ -100,8 +101,22 @@ def quote(text: str) -> str:
     return '"' + "".join(ch for ch in escaped if ch not in _CONTROL) + '"'
 
 
+def nft_key(family: str, table: str, chain: str) -> str:
+    # nft names may hold any character (quoted in the listing): percent-encode
+    # them and turn `%` into `~` (which quote() itself always encodes), so the
+    # key is unique, readable and safe in an HTML/SVG id and a CSS selector.
+    def part(text: str) -> str:
+        return url_quote(text, safe="-_.").replace("%", "~")
+
+    return f"nft-{part(family)}-{part(table)}-{part(chain)}"
+
+
 def chain_anchor(table: str, chain: str) -> str:
     """The HTML id of a chain's section on the ruleset page."""
+    if " " in table:
+        # A native nft table, keyed "<family> <table>" (graph.nft_table_key).
+        family, name = table.split(" ", 1)
+        return "chain-" + nft_key(family, name, chain)
     # iptables chain names hold no whitespace (xtables: max 28 chars, no
     # spaces), so "<table>-<chain>" is a valid, unique id.
     return f"chain-{table}-{chain}"
@@ -123,6 +138,7 @@ def callgraph_dot(
     ruleset: Ruleset,
     table: str | None = None,
     *,
+    nft: NftRuleset | None = None,
     describe: Callable[[str, str], str | None] | None = None,
     href: Callable[[str, str], str] | None = None,
 ) -> str:
@@ -133,7 +149,7 @@ def callgraph_dot(
     kube-proxy service of a KUBE-SVC chain, …); `href(table, chain)` the link
     a node points to (default: the chain's anchor on the ruleset page).
     """
-    graph = call_graph(ruleset)
+    graph = call_graph(ruleset, nft)
     unreachable = unreachable_chains(graph)
     empty = empty_chains(graph)
     depths = chain_depths(graph)
@@ -147,17 +163,20 @@ def callgraph_dot(
         '  node [fontname="Helvetica" fontsize=10 margin="0.12,0.04" height=0.3];',
         '  edge [color="#57606a" arrowsize=0.6];',
     ]
-    for tbl in ruleset.tables:
-        if table is not None and tbl.name != table:
+    clusters: dict[str, list[ChainKey]] = {}
+    for key in graph.nodes:
+        clusters.setdefault(key[0], []).append(key)
+    for name, keys in clusters.items():
+        if table is not None and name != table:
             continue
-        lines.append(f"  subgraph {quote('cluster_' + tbl.name)} {{")
+        lines.append(f"  subgraph {quote('cluster_' + name)} {{")
         lines.append(
-            f'    label={quote(tbl.name)} fontname="Helvetica-Bold" fontsize=12 '
+            f'    label={quote(name)} fontname="Helvetica-Bold" fontsize=12 '
             'style="rounded" color="#d0d7de";'
         )
-        for chain in tbl.chains:
-            key = (tbl.name, chain.name)
-            if chain.builtin:
+        for key in keys:
+            chain = graph.nodes[key]
+            if chain["builtin"]:
                 style = STYLE_BUILTIN
             elif key in unreachable:
                 style = STYLE_UNREACHABLE
@@ -165,25 +184,25 @@ def callgraph_dot(
                 style = STYLE_EMPTY
             else:
                 style = STYLE_USER
-            label = chain.name
-            subtitle = describe(tbl.name, chain.name) if describe else None
+            label = key[1]
+            subtitle = describe(*key) if describe else None
             if subtitle:
                 label += "\n" + subtitle
-            count = len(chain.rules)
-            if chain.builtin and chain.policy:
-                label += f"\npolicy {chain.policy}, {count} rule{'s' if count != 1 else ''}"
+            count = chain["rules"]
+            if chain["builtin"] and chain["policy"]:
+                label += f"\npolicy {chain['policy']}, {count} rule{'s' if count != 1 else ''}"
             else:
                 label += f"\n{count} rule{'s' if count != 1 else ''}"
-            tooltip = chain.name
+            tooltip = key[1]
             if key in unreachable:
                 tooltip += " (unreachable from any built-in chain)"
-            elif key in depths and not chain.builtin:
+            elif key in depths and not chain["builtin"]:
                 tooltip += f" (depth {depths[key]})"
             if key in empty:
                 tooltip += " (empty)"
             lines.append(
                 f"    {_node_id(key)} [label=\"{escape_dot_label(label)}\" {style} "
-                f"URL={quote(link(tbl.name, chain.name))} target=\"_top\" "
+                f"URL={quote(link(*key))} target=\"_top\" "
                 f"tooltip={quote(tooltip)}];"
             )
         lines.append("  }")
@@ -200,7 +219,10 @@ def callgraph_dot(
         grouped.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]], kv[0][2])
     ):
         rules.sort()
-        flag = "-g" if goto else "-j"
+        if " " in src[0]:  # nft words
+            flag = "goto" if goto else "jump"
+        else:
+            flag = "-g" if goto else "-j"
         shown = ", ".join(f"#{r}" for r in rules[:20])
         if len(rules) > 20:
             shown += f" … ({len(rules)} rules)"

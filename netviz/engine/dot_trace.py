@@ -12,10 +12,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import quote as url_quote
 
 from .context import Result
-from .dot import escape_dot_label, escape_html_label
+from .dot import escape_dot_label, escape_html_label, nft_key
 from .hooks import HOOKS, IPTABLES_HOOKS, HookEntry, hook_order
 from .report import drop_step, in_chain
 from .ruleset import BUILTIN_CHAINS, Ruleset
@@ -62,16 +61,6 @@ def flow_node_id(hook: str, table: str) -> str:
     return f"flow-{hook}-{table}"
 
 
-def nft_box_key(family: str, table: str, chain: str) -> str:
-    # nft names may hold any character (quoted in the listing): percent-encode
-    # them and turn `%` into `~` (which quote() itself always encodes), so the
-    # key is unique, readable and safe in an SVG id and a CSS selector.
-    def part(text: str) -> str:
-        return url_quote(text, safe="-_.").replace("%", "~")
-
-    return f"nft-{part(family)}-{part(table)}-{part(chain)}"
-
-
 @dataclass(frozen=True)
 class FlowBox:
     """One function the packet meets at a hook: an iptables table, conntrack,
@@ -101,7 +90,7 @@ def _box(hook: str, entry: HookEntry, declared: set[str] | None) -> FlowBox:
     if entry.family:
         caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.priority)}"
         return FlowBox(
-            hook, nft_box_key(entry.family, entry.table, entry.chain), caption, "chain",
+            hook, nft_key(entry.family, entry.table, entry.chain), caption, "chain",
             table=entry.table, family=entry.family, chain=entry.chain,
         )
     return FlowBox(
@@ -208,7 +197,7 @@ def step_flow_nodes(trace: Trace, layout: dict[str, tuple[FlowBox, ...]] | None 
         elif family and step.table:
             if step.depth == 0 or base is None or base[:3] != (step.hook, family, step.table):
                 base = (step.hook, family, step.table, step.chain)
-            node = flow_node_id(step.hook, nft_box_key(family, step.table, base[3]))
+            node = flow_node_id(step.hook, nft_key(family, step.table, base[3]))
         elif step.table:
             node = flow_node_id(step.hook, step.table)
         if nodes_of is not None and node not in nodes_of.get(step.hook, set()) and node not in (ROUTE_IN, ROUTE_OUT):

@@ -4,6 +4,11 @@ Nodes are `(table, chain)`; an edge is one rule whose target is a user chain
 of the same table (`-j CHAIN` or `-g CHAIN`).  Jumps never cross tables: a
 target name is looked up in the rule's own table (iptables-restore rejects a
 jump to a chain the table does not declare).
+
+Native nftables tables join the same graph with `"<family> <table>"` as the
+table part of the key (`("inet firewalld", "filter_INPUT")`: no iptables
+table name holds a space); base chains count as built-in, and besides
+`jump`/`goto` every `jump`/`goto` element of a verdict map is an edge.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from typing import Union
 
 import networkx as nx
 
+from .nft.model import NftRuleset, SetLit, SetRef, Verdict, VMap
+from .nft.model import Table as NftTable
 from .ruleset import Ruleset
 
 ChainKey = tuple[str, str]
 GraphOrRuleset = Union[Ruleset, "nx.MultiDiGraph[ChainKey]"]
 
 
-def call_graph(ruleset: Ruleset) -> nx.MultiDiGraph:
+def nft_table_key(family: str, table: str) -> str:
+    return f"{family} {table}"
+
+
+def call_graph(ruleset: Ruleset, nft: NftRuleset | None = None) -> nx.MultiDiGraph:
     graph: nx.MultiDiGraph = nx.MultiDiGraph()
     for table in ruleset.tables:
         for chain in table.chains:
@@ -45,7 +56,53 @@ def call_graph(ruleset: Ruleset) -> nx.MultiDiGraph:
                     line=rule.line,
                     goto=target.goto,
                 )
+    if nft is not None:
+        add_nft_chains(graph, nft)
     return graph
+
+
+def add_nft_chains(graph: nx.MultiDiGraph, nft: NftRuleset) -> None:
+    # iptables-nft's own tables are in the graph already, from the dump.
+    tables = [t for t in nft.tables if not t.managed]
+    for table in tables:
+        key = nft_table_key(table.family, table.name)
+        for chain in table.chains:
+            graph.add_node(
+                (key, chain.name),
+                table=key,
+                chain=chain.name,
+                builtin=chain.base is not None,
+                policy=chain.base.policy if chain.base is not None else "",
+                rules=len(chain.rules),
+                line=chain.line,
+            )
+    for table in tables:
+        key = nft_table_key(table.family, table.name)
+        for chain in table.chains:
+            for rule in chain.rules:
+                for verdict in _rule_verdicts(table, rule.statements):
+                    if verdict.kind in ("jump", "goto") and table.chain(verdict.chain) is not None:
+                        graph.add_edge(
+                            (key, chain.name),
+                            (key, verdict.chain),
+                            rule=rule.index,
+                            line=rule.line,
+                            goto=verdict.kind == "goto",
+                        )
+
+
+def _rule_verdicts(table: NftTable, statements: tuple[object, ...]) -> list[Verdict]:
+    out: list[Verdict] = []
+    for stmt in statements:
+        if isinstance(stmt, Verdict):
+            out.append(stmt)
+        elif isinstance(stmt, VMap):
+            elements = stmt.map.elements if isinstance(stmt.map, SetLit) else ()
+            if isinstance(stmt.map, SetRef):
+                named = table.set(stmt.map.name)
+                elements = named.elements if named is not None else ()
+            out.extend(e.data for e in elements if isinstance(e.data, Verdict))
+    return out
 
 
 def _graph(source: GraphOrRuleset) -> nx.MultiDiGraph:

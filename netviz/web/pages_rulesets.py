@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote as urlquote
 
@@ -14,8 +13,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -27,6 +25,7 @@ from netviz.engine import graph as engine_graph
 from . import access
 from .forms import SnapshotForm, UploadForm, human_size, max_upload
 from .names import chain_descriptions
+from .nftables import highlight, nftables_context
 from .pages_share import share_context
 from .trace_forms import TraceForm, example_queries
 
@@ -215,18 +214,7 @@ def ruleset_list(request: HttpRequest) -> HttpResponse:
     return render(request, "netviz/ruleset_list.html", {"page": page})
 
 
-def _highlight(text: str, query: str) -> SafeString:
-    if not query:
-        return escape(text)
-    out: list[str] = []
-    pos = 0
-    for m in re.finditer(re.escape(query), text, flags=re.IGNORECASE):
-        out.append(escape(text[pos : m.start()]))
-        out.append(f"<mark>{escape(m.group(0))}</mark>")
-        pos = m.end()
-    out.append(escape(text[pos:]))
-    # Every piece of user text went through escape() above.
-    return mark_safe("".join(out))
+
 
 
 ChainRow = tuple[int, int, str, str]  # chain pk, table pk, table name, chain name
@@ -278,8 +266,8 @@ def _rule_rows(
     return [
         {
             "rule": rule,
-            "text_html": _highlight(rule.text, query),
-            "comment_html": _highlight(rule.comment, query) if rule.comment else "",
+            "text_html": highlight(rule.text, query),
+            "comment_html": highlight(rule.comment, query) if rule.comment else "",
             "target_url": links.target(rule, current_page),
             "anchor": f"rule-{rule.pk}",
         }
@@ -319,6 +307,10 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     to_results = bool(request.htmx and request.htmx.target == "results")
 
     ctx: dict[str, Any] = {"ruleset": ruleset, "filters": f, "filtering": filtering}
+    nq = request.GET.get("nq", "").strip()[:200]
+    ctx["nft"] = nftables_context(ruleset, nq)
+    if request.htmx and request.htmx.target == "nftables-body":
+        return render(request, "netviz/partials/ruleset_nftables.html", ctx)
     if filtering:
         qs = _search(ruleset, f)
         total = qs.count()
@@ -387,6 +379,8 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     chain_names = sorted({row[3] for row in index})
     table_names = list(ruleset.tables.values_list("name", flat=True))
+    # The call graph can be narrowed to an nft table too ("inet firewalld").
+    graph_tables = table_names + (ctx["nft"]["table_keys"] if ctx["nft"] else [])
     ctx.update(
         {
             "tables": table_blocks,
@@ -395,6 +389,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "has_counters": has_counters,
             "targets": targets,
             "table_names": table_names,
+            "graph_tables": graph_tables,
             "chain_names": chain_names[:2000],
             "unreachable_count": len(analysis["unreachable"]),
             "empty_count": len(analysis["empty"]),
@@ -441,6 +436,18 @@ def ruleset_chain(request: HttpRequest, pk: int, table: str, chain: str) -> Http
     """A stable link to a chain's section, whichever page it is on."""
     ruleset = get_ruleset_for(request, pk)
     links = ChainLinks(ruleset, chain_index(ruleset))
+    if " " in table:
+        # An nft chain ("inet firewalld", "filter_INPUT"): its section on the page.
+        family, name = table.split(" ", 1)
+        nft = store.load_nftables(ruleset)
+        nft_table = nft.table(family, name) if nft is not None else None
+        if nft_table is None or nft_table.chain(chain) is None:
+            raise Http404("No such chain")
+        anchor = engine_dot.chain_anchor(table, chain)
+        number = request.GET.get("rule", "")
+        if number.isdigit():
+            anchor += f"-rule-{int(number)}"
+        return redirect(reverse("netviz:ruleset", args=[ruleset.pk]) + "#" + anchor)
     if (table, chain) not in links.page_of:
         raise Http404("No such chain")
     url = links.url(table, chain)
@@ -495,16 +502,26 @@ def _callgraph_dot(ruleset: models.Ruleset, table: str | None) -> str:
         return urlquote(url, safe="/#?=%-_.~")
 
     return engine_dot.callgraph_dot(
-        parsed, table or None, describe=lambda t, c: describe.get((t, c)), href=href
+        parsed, table or None, nft=store.load_nftables(ruleset),
+        describe=lambda t, c: describe.get((t, c)), href=href,
     )
+
+
+def _nft_table_keys(ruleset: models.Ruleset) -> dict[str, int]:
+    nft = store.load_nftables(ruleset)
+    if nft is None:
+        return {}
+    return {f"{t.family} {t.name}": len(t.chains) for t in nft.tables if not t.managed}
 
 
 def _too_many_chains(ruleset: models.Ruleset, table: str | None) -> str | None:
-    count = (
-        models.Chain.objects.filter(table__ruleset=ruleset, table__name=table).count()
-        if table
-        else ruleset.chain_count
-    )
+    nft_tables = _nft_table_keys(ruleset)
+    if table in nft_tables:
+        count = nft_tables[table]
+    elif table:
+        count = models.Chain.objects.filter(table__ruleset=ruleset, table__name=table).count()
+    else:
+        count = ruleset.chain_count
     if count > CALLGRAPH_MAX_CHAINS:
         return f"{count} chains are too many to lay out here (limit {CALLGRAPH_MAX_CHAINS})"
     return None
@@ -512,7 +529,11 @@ def _too_many_chains(ruleset: models.Ruleset, table: str | None) -> str | None:
 
 def _table_param(request: HttpRequest, ruleset: models.Ruleset) -> str | None:
     table = request.GET.get("table") or None
-    if table is not None and not ruleset.tables.filter(name=table).exists():
+    if (
+        table is not None
+        and table not in _nft_table_keys(ruleset)
+        and not ruleset.tables.filter(name=table).exists()
+    ):
         raise Http404("No such table")
     return table
 
@@ -569,6 +590,21 @@ def ruleset_source(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+def ruleset_nftables_source(request: HttpRequest, pk: int) -> HttpResponse:
+    ruleset = get_ruleset_for(request, pk)
+    if not ruleset.nftables_source:
+        raise Http404("This ruleset has no nft listing")
+    json_listing = ruleset.nftables_source.lstrip().startswith("{")
+    response = HttpResponse(
+        ruleset.nftables_source,
+        content_type="application/json" if json_listing else "text/plain; charset=utf-8",
+    )
+    name = f"ruleset-{ruleset.pk}.{'json' if json_listing else 'nft'}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@require_GET
 def ruleset_ipsets_source(request: HttpRequest, pk: int) -> HttpResponse:
     ruleset = get_ruleset_for(request, pk)
     if not ruleset.ipsets_source:
@@ -590,4 +626,5 @@ urlpatterns = [
     path("rulesets/<int:pk>/callgraph.dot", ruleset_callgraph_dot, name="ruleset_callgraph_dot"),
     path("rulesets/<int:pk>/dump.rules", ruleset_source, name="ruleset_source"),
     path("rulesets/<int:pk>/ipsets.txt", ruleset_ipsets_source, name="ruleset_ipsets_source"),
+    path("rulesets/<int:pk>/nftables.txt", ruleset_nftables_source, name="ruleset_nftables_source"),
 ]
