@@ -22,6 +22,7 @@ from netviz.engine.host import Host
 from netviz.engine.parser import ParseError, parse_ruleset
 from netviz.engine.pipeline import packet_from_dict, trace_packet
 from netviz.engine.ruleset import Family
+from netviz.engine.snapshot import SnapshotError, looks_like_snapshot, parse_snapshot, scenario_parts
 from netviz.engine.trace import StepKind, Trace
 from netviz.scenario import PACKET_KEYS
 
@@ -336,14 +337,30 @@ def _text_or_file(value: Any, base: Path, key: str, where: str) -> str | None:
         raise CheckSetError(f"{where}: `{key}`: cannot read {value}: {exc.strerror}") from None
 
 
+def node_from_snapshot(text: str, name: str = "", family: str = "ipv4") -> Node:
+    """A node snapshot (docs/snapshot.md) as a fleet node."""
+    try:
+        snapshot = parse_snapshot(text)
+        parts = scenario_parts(snapshot, family)
+    except SnapshotError as exc:
+        raise CheckSetError(f"{name or 'snapshot'}: {exc}") from None
+    return Node(name=snapshot.hostname or name, ruleset_text=parts["ruleset"],
+                ipsets_text=parts.get("ipsets"), family=family, host=parts["host"])
+
+
 def load_node_file(path: str | Path) -> Node:
-    """A node file: {"name", "ruleset" (text or path), "ipsets"?, "family"?,
-    "host": {interfaces, routes}} — a scenario without a packet."""
+    """A node snapshot (netviz-collect), or a node file: {"name", "ruleset"
+    (text or path), "ipsets"?, "family"?, "host": {interfaces, routes}} — a
+    scenario without a packet."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CheckSetError(f"cannot read {path}: {exc.strerror}") from None
+    if looks_like_snapshot(text):
+        return node_from_snapshot(text, path.stem)
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckSetError(f"{path}: line {exc.lineno}: {exc.msg}") from None
     if not isinstance(data, dict) or "ruleset" not in data:

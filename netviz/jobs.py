@@ -64,7 +64,7 @@ def handler(kind: str, queue: str = "default") -> Callable[[HandlerFn], HandlerF
 def _load_handlers() -> None:
     # The modules that register handlers; imported lazily so that importing
     # netviz.jobs stays cheap for the web process.
-    from netviz import kernel_jobs  # noqa: F401
+    from netviz import fleet_jobs, kernel_jobs  # noqa: F401
 
 
 def submit(kind: str, params: dict[str, Any], *, owner: Any = None, title: str = "",

@@ -330,3 +330,81 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class CheckSet(Owned):
+    """A check set (docs/fleet.md): named packets and what must happen."""
+
+    name = models.CharField(max_length=200)
+    text = models.TextField()  # the JSON as written
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("name", "pk")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("netviz:checkset", args=[self.pk])
+
+
+class Fleet(Owned):
+    """A named group of nodes: rulesets with their host profiles."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("name", "pk")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("netviz:fleet", args=[self.pk])
+
+
+class FleetNode(models.Model):
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="nodes")
+    name = models.CharField(max_length=200)
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey(HostProfile, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("position", "pk")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FleetRun(models.Model):
+    """One run of a check set against a fleet.  Its parts are jobs
+    (kind fleet_part) that workers take in parallel; `result` is the matrix
+    once every part has finished (netviz/fleet_jobs.py)."""
+
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="runs")
+    checkset = models.ForeignKey(CheckSet, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="runs")
+    checkset_name = models.CharField(max_length=200)
+    checkset_text = models.TextField()  # the checks as they were when run
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    status = models.CharField(max_length=8, default="running")  # running, done, failed
+    total = models.PositiveIntegerField(default=0)  # nodes × checks
+    result = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created", "-pk")
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.checkset_name} on {self.fleet}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("netviz:fleet_run", args=[self.pk])

@@ -166,3 +166,9 @@ def test_check_fleet_exits_2_when_it_cannot_run(tmp_path: Path) -> None:
                                   "host": node.host}))
     run = _check_fleet(str(FLEET / "checks.json"), "--snapshot", str(broken))
     assert run.returncode == 2 and "ERROR broken:" in run.stdout
+
+
+def test_a_node_snapshot_is_a_node() -> None:
+    node = load_node_file(ROOT / "tests" / "data" / "snapshots" / "bridge-node.snapshot")
+    assert node.name == "vm" and "*filter" in node.ruleset_text
+    assert node.host["interfaces"]

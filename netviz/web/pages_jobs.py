@@ -21,6 +21,7 @@ MAX_REMEMBERED = 100
 RESULT_TEMPLATES = {
     "kernel_check": "netviz/partials/kernel_check.html",
     "live_read": "netviz/partials/job_live_result.html",
+    "fleet_part": "netviz/partials/job_fleet_part.html",
 }
 
 

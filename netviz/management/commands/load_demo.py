@@ -20,6 +20,8 @@ from netviz import models, store
 from netviz.engine.host import Host
 from netviz.engine.pipeline import state_from_options, trace_dicts
 from netviz.engine.ruleset import Family
+from netviz.fleet import load_checkset, load_node_file
+from netviz.fleet_jobs import run_now
 from netviz.scenario import load_scenario
 
 
@@ -59,6 +61,38 @@ class Command(BaseCommand):
         with transaction.atomic():
             for directory in nodes:
                 self.load(load_node(directory))
+            fleet_dir = root.parent / "fleet"
+            if (fleet_dir / "checks.json").exists():
+                self.load_fleet(fleet_dir)
+
+    def load_fleet(self, directory: Path) -> None:
+        """The demo fleet (fixtures/fleet): three kube-proxy nodes, the third
+        without its kube-dns rule, the demo check set, and a finished run."""
+        models.Fleet.objects.filter(is_demo=True).delete()
+        models.CheckSet.objects.filter(is_demo=True).delete()
+        text = (directory / "checks.json").read_text()
+        checkset = models.CheckSet.objects.create(name=load_checkset(text).name, text=text,
+                                                  is_demo=True)
+        fleet = models.Fleet.objects.create(
+            name="Demo cluster", is_demo=True,
+            description="Three kube-proxy nodes of one cluster; node-3 lost its kube-dns rule.")
+        for i, path in enumerate(sorted((directory / "nodes").glob("*.json"))):
+            node = load_node_file(path)
+            ruleset = models.Ruleset.objects.filter(is_demo=True, source=node.ruleset_text).first()
+            if ruleset is None:
+                ruleset = store.store_ruleset(name=f"{node.name} (demo fleet)",
+                                              source=node.ruleset_text, is_demo=True,
+                                              description="A node of the demo fleet.")
+            host_dict = Host.from_dict(node.host, Family(ruleset.family)).to_dict()
+            host, _ = models.HostProfile.objects.update_or_create(
+                ruleset=ruleset, name=f"{node.name} host",
+                defaults={"interfaces": host_dict["interfaces"], "routes": host_dict["routes"],
+                          "is_public": True})
+            models.FleetNode.objects.create(fleet=fleet, name=node.name, ruleset=ruleset,
+                                            host=host, position=i)
+        run = run_now(fleet, checkset)
+        self.stdout.write(f"demo fleet \"{fleet.name}\": {fleet.nodes.count()} nodes, "
+                          f"{run.result['passed']} of {run.total} expectations hold")
 
     def load(self, node: dict[str, Any]) -> None:
         ruleset = models.Ruleset.objects.filter(is_demo=True, name=node["name"]).first()
