@@ -24,6 +24,8 @@ from netviz.fleet import load_checkset, load_node_file
 from netviz.fleet_jobs import run_now
 from netviz.scenario import load_scenario
 
+FLEET_SUFFIX = " (demo fleet)"
+
 
 def demo_dir() -> Path:
     return Path(settings.BASE_DIR) / "fixtures" / "demo"
@@ -67,31 +69,40 @@ class Command(BaseCommand):
 
     def load_fleet(self, directory: Path) -> None:
         """The demo fleet (fixtures/fleet): three kube-proxy nodes, the third
-        without its kube-dns rule, the demo check set, and a finished run."""
-        models.Fleet.objects.filter(is_demo=True).delete()
-        models.CheckSet.objects.filter(is_demo=True).delete()
+        without its kube-dns rule, the demo check set, and a finished run.
+        Loading again keeps what is unchanged (and the runs made since)."""
         text = (directory / "checks.json").read_text()
-        checkset = models.CheckSet.objects.create(name=load_checkset(text).name, text=text,
-                                                  is_demo=True)
-        fleet = models.Fleet.objects.create(
-            name="Demo cluster", is_demo=True,
-            description="Three kube-proxy nodes of one cluster; node-3 lost its kube-dns rule.")
+        checkset, _ = models.CheckSet.objects.update_or_create(
+            is_demo=True, defaults={"name": load_checkset(text).name, "text": text})
+        fleet, _ = models.Fleet.objects.update_or_create(
+            is_demo=True, name="Demo cluster",
+            defaults={"description": "Three kube-proxy nodes of one cluster; "
+                                     "node-3 lost its kube-dns rule."})
+        keep = []
         for i, path in enumerate(sorted((directory / "nodes").glob("*.json"))):
             node = load_node_file(path)
-            ruleset = models.Ruleset.objects.filter(is_demo=True, source=node.ruleset_text).first()
+            # The fleet's nodes are rulesets of their own (public, not listed
+            # among the demo nodes).
+            name = node.name + FLEET_SUFFIX
+            ruleset = models.Ruleset.objects.filter(owner=None, is_demo=False, name=name).first()
+            if ruleset is not None and ruleset.source != node.ruleset_text:
+                ruleset.delete()
+                ruleset = None
             if ruleset is None:
-                ruleset = store.store_ruleset(name=f"{node.name} (demo fleet)",
-                                              source=node.ruleset_text, is_demo=True,
+                ruleset = store.store_ruleset(name=name, source=node.ruleset_text,
                                               description="A node of the demo fleet.")
             host_dict = Host.from_dict(node.host, Family(ruleset.family)).to_dict()
             host, _ = models.HostProfile.objects.update_or_create(
                 ruleset=ruleset, name=f"{node.name} host",
                 defaults={"interfaces": host_dict["interfaces"], "routes": host_dict["routes"],
                           "is_public": True})
-            models.FleetNode.objects.create(fleet=fleet, name=node.name, ruleset=ruleset,
-                                            host=host, position=i)
-        run = run_now(fleet, checkset)
-        self.stdout.write(f"demo fleet \"{fleet.name}\": {fleet.nodes.count()} nodes, "
+            fleet_node, _ = models.FleetNode.objects.update_or_create(
+                fleet=fleet, name=node.name,
+                defaults={"ruleset": ruleset, "host": host, "position": i})
+            keep.append(fleet_node.pk)
+        fleet.nodes.exclude(pk__in=keep).delete()
+        run = fleet.runs.filter(checkset=checkset, status="done").first() or run_now(fleet, checkset)
+        self.stdout.write(f"demo fleet \"{fleet.name}\": {len(keep)} nodes, "
                           f"{run.result['passed']} of {run.total} expectations hold")
 
     def load(self, node: dict[str, Any]) -> None:
