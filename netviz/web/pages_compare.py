@@ -304,16 +304,20 @@ def compare_page(request: HttpRequest) -> HttpResponse:
         left, right = form.sides()
         ctx.update(comparison_context(left, right))
         ctx["query"] = form_query(request.GET)
-        # A ruleset seen by its share link can be compared, not saved.
-        ctx["readonly"] = not all(
-            side.ruleset.is_public or access.owns(request, side.ruleset) for side in (left, right)
-        )
+        ctx["readonly"] = not _keepable(request, left, right)
     partial = request.htmx and not request.htmx.history_restore_request
     response = render(
         request, "netviz/partials/compare_result.html" if partial else "netviz/compare.html", ctx
     )
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _keepable(request: HttpRequest, left: Side, right: Side) -> bool:
+    """A ruleset or host profile seen by its share link can be compared, not
+    saved: a saved copy would outlive a revoked link."""
+    objs = (left.ruleset, right.ruleset, left.host_profile, right.host_profile)
+    return all(obj is None or obj.is_public or access.owns(request, obj) for obj in objs)
 
 
 def _demo_comparisons(request: HttpRequest) -> list[models.Comparison]:
@@ -348,10 +352,8 @@ def compare_save(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("cannot save: the comparison form is not valid\n",
                                       content_type="text/plain")
     left, right = form.sides()
-    for rs in (left.ruleset, right.ruleset):
-        if not (rs.is_public or access.owns(request, rs)):
-            # A share link is read-only: a saved copy would outlive a revoked link.
-            raise Http404("No such ruleset")
+    if not _keepable(request, left, right):
+        raise Http404("No such ruleset or host profile")
     user = request.user if request.user.is_authenticated else None
     title = (request.POST.get("title") or "").strip()[:200]
     saved = models.Comparison.objects.create(

@@ -397,3 +397,24 @@ def test_a_public_lesson_hands_its_readers_no_token(
             body = response.content.decode()
             assert not [t for t in tokens if t in body], url
         assert client.get(reverse("netviz:comparison", args=[private_comparison.pk])).status_code == 404
+
+
+def test_a_share_link_holder_cannot_keep_a_private_host_profile(private: models.Ruleset, eve: Any) -> None:
+    # compare_save checked the rulesets, not lhost/rhost (issue 12).
+    public = store.store_ruleset(name="public docker", source=demo_text("docker-host"))
+    store.store_host(name="public host", interfaces=HOST["interfaces"], routes=HOST["routes"], ruleset=public)
+    secret_host = private.hosts.get()
+    holder = as_user(eve)
+    holder.get(f"/s/r/{private.share_token}/")
+    for field in ("lhost", "rhost"):
+        cmp = urlencode({"left": public.pk, "right": public.pk, field: secret_host.pk, "packet": SPEC})
+        # Reading with it works while the link is valid …
+        assert holder.get("/compare/comparison.json?" + cmp).status_code == 200
+        assert "Save comparison" not in holder.get("/compare/?" + cmp).content.decode()
+        # … keeping a copy does not.
+        assert holder.post("/compare/save/", {"query": cmp}).status_code == 404, field
+    assert not models.Comparison.objects.exists()
+    # Her own and public hosts still save.
+    own = store.store_host(name="eve host", interfaces=HOST["interfaces"], routes=HOST["routes"], owner=eve)
+    cmp = urlencode({"left": public.pk, "lhost": own.pk, "packet": SPEC})
+    assert holder.post("/compare/save/", {"query": cmp}).status_code == 302
