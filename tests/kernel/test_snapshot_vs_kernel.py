@@ -20,6 +20,7 @@ import pytest
 from netviz.kernel.check import check_scenario, render_text
 from netviz.kernel.netns import in_ns, namespace
 from netviz.scenario import Scenario
+from netviz.testing.compare import format_hop
 
 COLLECTOR = Path(__file__).resolve().parents[2] / "scripts" / "netviz-collect"
 
@@ -168,3 +169,29 @@ def test_snapshot_traces_agree_with_the_kernel(
     assert EXPECTED_HOP[which] in check.engine.hops()
     header = check.engine.packet_out.header()
     assert {k: header[k] for k in out} == out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("which", sorted(PACKETS))
+def test_the_stored_snapshot_checks_in_the_kernel_as_the_button_does(
+    node: str, tmp_path: Path, which: str, request: pytest.FixtureRequest
+) -> None:
+    # Upload in one step, then the "Check in the kernel" job on what was
+    # stored: the ruleset and the host profile the trace page picks.
+    from netviz.kernel_jobs import kernel_check
+    from netviz.models import Job
+    from netviz.snapshots import import_snapshot
+    from netviz.web.trace_forms import host_dict
+
+    if which in PENDING:
+        request.applymarker(pytest.mark.xfail(reason=PENDING[which], strict=True))
+    ruleset = import_snapshot(_collect(node, tmp_path), name="ns-node").ruleset
+    packet, verdict, _ = PACKETS[which]
+    job = Job(kind="kernel_check", params={
+        "ruleset": ruleset.pk, "host": host_dict(ruleset.hosts.first(), ruleset.family), "packet": packet,
+    })
+    summary = kernel_check(job, lambda *args, **kwargs: None)
+    assert summary["ran"], summary["unavailable"]
+    assert summary["agree"], summary["rows"]
+    assert summary["engine"]["verdict"] == verdict
+    assert format_hop(EXPECTED_HOP[which]) in [row["engine_text"] for row in summary["rows"]]
