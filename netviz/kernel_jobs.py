@@ -39,7 +39,7 @@ def kernel_check(job: Job, progress: Progress) -> dict[str, Any]:
         raise JobError("the ruleset was deleted") from None
     scenario = Scenario(
         ruleset_text=ruleset.source, ipsets_text=ruleset.ipsets_source or None,
-        family=ruleset.family, host=params.get("host") or {}, packet=params["packet"],
+        nftables_text=ruleset.nftables_source or None, family=ruleset.family, host=params.get("host") or {}, packet=params["packet"],
         options=params.get("options") or {}, name=ruleset.name,
     )
     progress("tracing in the simulation")

@@ -179,6 +179,7 @@ def snapshot_scenario(text: str, packet: dict[str, Any], family: str = "ipv4") -
     return Scenario(
         ruleset_text=parts["ruleset"],
         ipsets_text=parts.get("ipsets"),
+        nftables_text=parts.get("nftables"),
         family=family,
         host=parts["host"],
         packet=packet,

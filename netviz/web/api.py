@@ -28,7 +28,7 @@ from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
 from netviz.engine.pipeline import PacketError, state_from_options, trace_dicts
 from netviz.engine.ruleset import Family
 from netviz.snapshots import SnapshotError, import_snapshot
-from netviz.store import load_ruleset
+from netviz.store import load_nftables, load_ruleset
 
 from . import access
 from .forms import human_size, max_upload
@@ -154,7 +154,7 @@ def ruleset_trace(request: HttpRequest, pk: int) -> HttpResponse:
             options["seed"] = int(request.GET["seed"])
         trace = trace_dicts(
             load_ruleset(ruleset), host_dict(host, ruleset.family), packet, Family(ruleset.family),
-            state_from_options(options),
+            state_from_options(options), nft=load_nftables(ruleset),
         )
     except (PacketSpecError, PacketError, ValueError) as exc:
         return _error(400, str(exc))

@@ -130,6 +130,9 @@ def test_the_trace_api_returns_the_trace_json_document(alice: Any) -> None:
     out = StringIO()
     call_command("trace", "--snapshot", str(SNAPSHOT), "--packet", NODEPORT, "--json", stdout=out)
     assert json.loads(out.getvalue())["hops"] == trace["hops"]
+    nft = client.get(url, {"packet": "tcp 10.77.0.2:40002 > 10.78.0.9:9999 in br0"},
+                     HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    assert nft["verdict"] == "DROP" and nft["hops"][-1]["table"] == "node-extra"
     assert client.get(url, {"packet": "tcp nonsense"}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 400
     assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 400
 

@@ -116,3 +116,17 @@ def test_a_bad_nft_listing_names_the_section() -> None:
     assert info.value.section == "nft" and "nftables[28].table: `name` missing" in info.value.reason
     assert text.split("\n")[info.value.line - 2].startswith("=== nft ")
     assert _counts() == (0, 0, 0, 0)
+
+
+def test_trace_walks_the_snapshots_nftables_table() -> None:
+    out = StringIO()
+    call_command(
+        "trace", "--snapshot", str(SNAPSHOT), "--json",
+        "--packet", "tcp 10.77.0.2:40002 > 10.78.0.9:9999 in br0", stdout=out,
+    )
+    trace = json.loads(out.getvalue())
+    assert trace["hops"][-1] == {"family": "inet", "table": "node-extra", "chain": "extra_forward",
+                                 "rule": 1, "verdict": "DROP"}
+    assert trace["verdict"] == "DROP"
+    # The copies of iptables-nft's own tables in the listing are not walked twice.
+    assert not [h for h in trace["hops"] if h.get("family") in ("ip", "ip6")]
