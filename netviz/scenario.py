@@ -57,7 +57,7 @@ def _text_or_file(value: Any, base_dir: Path | None, key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ScenarioError(f"`{key}` must be a string (a path or the text itself)")
-    if "\n" in value or value.lstrip().startswith("{"):
+    if not value.strip() or "\n" in value or value.lstrip().startswith("{"):
         return value
     path = Path(value)
     if not path.is_absolute() and base_dir is not None:

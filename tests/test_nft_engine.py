@@ -140,3 +140,16 @@ def test_meta_mark_set_and_a_route_chain_reroutes_locally_generated_packets() ->
     t = trace(nft, {"proto": "tcp", "src": "192.168.0.2", "dst": "198.51.100.7", "dport": 443}, host=host)
     assert t.packet_out.out_iface == "eth1" and t.packet_out.mark == 1
     assert t.hops()[0]["verdict"] == "CONTINUE"
+
+
+def test_iifname_in_postrouting_names_the_input_device_of_a_forwarded_packet() -> None:
+    # Found by the kernel check on Docker's listing (`iifname vmap @…` in
+    # nat-POSTROUTING): ip_output() hands skb->dev to POSTROUTING as `in`.
+    nft = (
+        "table ip t {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+        '\t\tiifname "eth0" masquerade\n\t}\n'
+        "\tchain fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tct state new counter\n\t}\n}\n"
+    )
+    t = trace(nft, syn(dst="10.180.0.9"))
+    assert t.hops()[-1] == {"family": "ip", "table": "t", "chain": "post", "rule": 1, "verdict": "ACCEPT"}
+    assert str(t.packet_out.src) == "10.180.0.254"

@@ -306,6 +306,36 @@ table inet {TRACE_TABLE} {{
 _TABLE_RE = re.compile(r"^table (\S+) (\S+) \{ # handle \d+")
 _CHAIN_RE = re.compile(r"^\s*chain (\S+) \{ # handle \d+")
 _HANDLE_RE = re.compile(r"# handle (\d+)\s*$")
+_OBJECT_RE = re.compile(r"^\s*(set|map|flowtable|ct helper|ct timeout|ct expectation|counter|quota|limit|secmark|synproxy) \S+ \{")
+
+
+def load_nft_listing(ns: str, text: str | None) -> frozenset[tuple[str, str]]:
+    """Load an nft listing into namespace `ns` (`nft -f`, or `nft -j -f` for
+    JSON), without the tables iptables-nft manages (the iptables dump has
+    them); the (family, table) pairs it created."""
+    if not text or not text.strip():
+        return frozenset()
+    from netviz.engine.nft.parse_json import parse_nft
+    from netviz.engine.nft.parse_text import without_tables
+
+    ruleset = parse_nft(text)
+    managed = [(t.family, t.name) for t in ruleset.tables if t.managed]
+    is_json = text.lstrip().startswith("{")
+    if managed:
+        if is_json:
+            raise ReplayUnsupported("a JSON listing with tables managed by iptables-nft")
+        text = without_tables(text, managed)
+    if is_json:
+        # `nft -j list ruleset` lists maps before the chains their verdicts
+        # name, which `nft -j -f` refuses: declare tables, then chains, then
+        # sets and maps, then rules.
+        rank = {"table": 0, "chain": 1, "rule": 3}
+        items = json.loads(text)["nftables"]
+        items.sort(key=lambda item: rank.get(next(iter(item)), 2))
+        text = json.dumps({"nftables": items})
+    cmd = ["ip", "netns", "exec", ns, "nft", *(["-j"] if is_json else []), "-f", "-"]
+    _run(cmd, stdin=_ensure_nl(text))
+    return frozenset((t.family, t.name) for t in ruleset.tables if not t.managed)
 
 
 def parse_handles(listing: str) -> dict[tuple[str, str, int], tuple[str, int]]:
@@ -322,6 +352,9 @@ def parse_handles(listing: str) -> dict[tuple[str, str, int], tuple[str, int]]:
         m = _CHAIN_RE.match(line)
         if m:
             chain, position = _unquote(m.group(1)), 0
+            continue
+        if _OBJECT_RE.match(line):
+            chain = ""  # a set, map, ct helper…: its `# handle` is no rule
             continue
         if line.strip() == "}":
             continue
@@ -424,8 +457,11 @@ def _hop_verdict(text: str) -> str:
 
 
 def events_to_hops(
-    events: list[_Event], handles: dict[tuple[str, str, int], tuple[str, int]]
+    events: list[_Event], handles: dict[tuple[str, str, int], tuple[str, int]],
+    nft_tables: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[tuple[dict[str, Any], ...], str | None]:
+    """`nft_tables`: (family, table) of the native nft listing; their hops
+    carry `family` (an iptables-nft table looks the same in the trace)."""
     hops: list[dict[str, Any]] = []
     verdict: str | None = None
     oif = ""
@@ -444,7 +480,8 @@ def events_to_hops(
         if ev.kind == "policy":
             m = _POLICY_RE.match(ev.body)
             policy = m.group(1).upper() if m else ev.body.split()[1].upper()
-            hops.append({"table": ev.table, "chain": ev.chain, "policy": policy})
+            head = {"family": ev.family} if (ev.family, ev.table) in nft_tables else {}
+            hops.append({**head, "table": ev.table, "chain": ev.chain, "policy": policy})
             verdict = "DROP" if policy == "DROP" else None
             continue
         rm = list(_RULE_RE.finditer(ev.body))
@@ -455,7 +492,8 @@ def events_to_hops(
         if position == 0 or chain != ev.chain:
             raise ReplayError(f"rule handle {handle} not in the loaded ruleset: {ev.line}")
         hop_verdict = _hop_verdict(word)
-        hops.append({"table": ev.table, "chain": ev.chain, "rule": position, "verdict": hop_verdict})
+        head = {"family": ev.family} if (ev.family, ev.table) in nft_tables else {}
+        hops.append({**head, "table": ev.table, "chain": ev.chain, "rule": position, "verdict": hop_verdict})
         verdict = "DROP" if hop_verdict == "DROP" else None
     return tuple(hops), verdict
 
@@ -616,7 +654,9 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
         if sc.ipsets_text and sc.ipsets_text.strip():
             _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(sc.ipsets_text))
         restore = "ip6tables-restore" if v6 else "iptables-restore"
-        _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(sc.ruleset_text))
+        _run(["ip", "netns", "exec", fw, restore], stdin=_ensure_nl(sc.ruleset_text or ""))
+        # scenario-v2 §2: the nft listing is loaded after the iptables dump.
+        nft_tables = load_nft_listing(fw, getattr(sc, "nftables_text", None))
         _run(["ip", "netns", "exec", fw, "nft", "-f", "-"], stdin=_trace_table(v6, pkt["mark"], arriving))
         handles = parse_handles(_run(["ip", "netns", "exec", fw, "nft", "-a", "list", "ruleset"]))
         say("namespaces built")
@@ -713,7 +753,7 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
 
     events = [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
     ours = select_events(events, pkt)
-    hops, verdict = events_to_hops(ours, handles)
+    hops, verdict = events_to_hops(ours, handles, nft_tables)
     if refused and verdict is None:
         verdict = "DROP"  # refused before or by a hook: it never left
     packets = tuple(

@@ -414,9 +414,9 @@ def _meta(expr: Meta, c: _Ctx) -> Any:
     key = expr.key
     ectx = c.eval_ctx()
     if key in ("iifname", "oifname"):
-        return in_name(ectx) if key == "iifname" else out_name(ectx)
+        return _in_dev(c) if key == "iifname" else out_name(ectx)
     if key in ("iif", "oif", "iiftype", "oiftype"):
-        name = in_name(ectx) if key.startswith("i") else out_name(ectx)
+        name = _in_dev(c) if key.startswith("i") else out_name(ectx)
         if not name:
             # nft_meta_get_eval(): no device at this hook → NFT_BREAK.
             raise _Break(f"there is no {'input' if key.startswith('i') else 'output'} device at {c.hook}")
@@ -444,6 +444,15 @@ def _meta(expr: Meta, c: _Ctx) -> Any:
             raise _Unknown(f"the sending socket's {key[2:]} is not given")
         return int(value)
     raise _Unknown(f"netviz does not evaluate meta {key}")
+
+
+def _in_dev(c: _Ctx) -> str:
+    # ip_output() passes skb->dev as the input device to POSTROUTING: a
+    # forwarded packet still names the device it came in on there (iptables
+    # refuses `-i` in POSTROUTING, nft reads it).
+    if c.hook == "POSTROUTING":
+        return c.packet.in_iface or ""
+    return in_name(c.eval_ctx())
 
 
 def _ct(expr: Ct, p: Packet) -> Any:

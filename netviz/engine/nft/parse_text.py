@@ -852,3 +852,26 @@ def _nat_target(word: str) -> tuple[Expr | None, Expr | None]:
         addr, _, port = word.partition(":")
         return literal(addr), literal(port)
     return literal(word), None
+
+
+def without_tables(text: str, drop: list[tuple[str, str]]) -> str:
+    """The listing without the named tables' blocks (for loading the rest)."""
+    toks = tokenize(text)
+    lines = text.splitlines(keepends=True)
+    cut: set[int] = set()
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if tok.kind == "word" and tok.text == "table" and tok.col == 1:
+            family = toks[i + 1].text if toks[i + 1].text in FAMILIES else "ip"
+            name_tok = toks[i + 2] if toks[i + 1].text in FAMILIES else toks[i + 1]
+            j = i
+            while toks[j].text != "{":
+                j += 1
+            end = _block_end(toks, j)
+            if (family, unquote(name_tok.text)) in drop:
+                cut.update(range(tok.line, toks[end].line + 1))
+            i = end + 1
+            continue
+        i += 1
+    return "".join(line for n, line in enumerate(lines, 1) if n not in cut)
