@@ -192,6 +192,10 @@ def step_flow_nodes(trace: Trace, layout: dict[str, tuple[FlowBox, ...]] | None 
         node: str | None = None
         if step.kind is StepKind.ROUTE:
             node = _route_node_for(trace.steps, i)
+        elif step.kind is StepKind.DROP and not step.table and step.hook in ("PREROUTING", ""):
+            # Stopped by the routing decision itself (a sysctl such as
+            # rp_filter or forwarding, a martian address, no route).
+            node = ROUTE_IN if step.hook == "PREROUTING" else ROUTE_OUT
         elif step.kind is StepKind.CONNTRACK:
             node = flow_node_id(step.hook, "conntrack")
         elif family and step.table:

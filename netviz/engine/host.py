@@ -236,6 +236,8 @@ class Host:
     routes: tuple[Route, ...] = ()  # explicit routes; connected ones are derived
     # `ip rule`s added to the defaults (local 0, main 32766, default 32767).
     rules: tuple[RouteRule, ...] = ()
+    # host.sysctls (scenario-v2.md §1): (name, value) as `sysctl -a` prints them.
+    sysctls: tuple[tuple[str, str], ...] = ()
     _ifaces: dict[str, Interface] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -373,7 +375,7 @@ class Host:
                 # `ip rule` output lists the default rules too: they exist already.
                 if rule not in DEFAULT_RULES and rule not in rules:
                     rules.append(rule)
-        return cls(tuple(ifaces), tuple(routes), tuple(rules))
+        return cls(tuple(ifaces), tuple(routes), tuple(rules), parse_sysctls(d.get("sysctls")))
 
     def to_dict(self) -> dict[str, Any]:
         ifaces = []
@@ -396,6 +398,8 @@ class Host:
         out: dict[str, Any] = {"interfaces": ifaces, "routes": [r.text() for r in self.routes]}
         if self.rules:
             out["rules"] = [r.text() for r in self.rules]
+        if self.sysctls:
+            out["sysctls"] = dict(self.sysctls)
         return out
 
     def _resolve_dev(self, route: Route) -> Route:
@@ -426,6 +430,128 @@ class Host:
             r.dst == route.dst and r.dev == route.dev and r.type == route.type and r.table == route.table
             for r in self._derived
         )
+
+    # -- sysctls (scenario-v2.md §1) ------------------------------------------
+
+    def sysctl(self, name: str) -> str | None:
+        return dict(self.sysctls).get(name)
+
+    def _conf_int(self, name: str) -> int | None:
+        value = self.sysctl(name)
+        return None if value is None else int(value.split()[0], 0)
+
+    def _dev_conf(self, family: str, key: str, dev: str) -> int:
+        # A device's own value; absent, what it inherited when it was created:
+        # conf.default (lo exists before anything is set, so not for lo), and
+        # for forwarding the global switch, which writing ip_forward or
+        # conf.all.forwarding copies to every device (inet_forward_change).
+        value = self._conf_int(f"net.{family}.conf.{sysctl_dev(dev)}.{key}")
+        if value is not None:
+            return value
+        if dev != "lo":
+            value = self._conf_int(f"net.{family}.conf.default.{key}")
+            if value is not None:
+                return value
+        if key == "forwarding":
+            return self.forwarding_all(family)
+        return FRESH_CONF.get(key, 0)
+
+    def _all_conf(self, family: str, key: str) -> int:
+        value = self._conf_int(f"net.{family}.conf.all.{key}")
+        return FRESH_CONF.get(key, 0) if value is None else value
+
+    def forwarding_all(self, family: str = "ipv4") -> int:
+        value = self._conf_int(f"net.{family}.conf.all.forwarding")
+        if value is None and family == "ipv4":
+            value = self._conf_int("net.ipv4.ip_forward")
+        return 1 if value is None else value
+
+    def conf(self, key: str, dev: str, family: str = "ipv4") -> int:
+        """The value the kernel acts on for `dev`: IN_DEV_RPFILTER is the
+        maximum of all and the device, IN_DEV_ROUTE_LOCALNET, _ACCEPT_LOCAL,
+        _SRC_VMARK and _TX_REDIRECTS are all OR device (IN_DEV_ORCONF),
+        IN_DEV_FORWARD is the device's own (include/linux/inetdevice.h).
+        IPv6 forwards by conf.all.forwarding alone (ip6_forward)."""
+        if family == "ipv6" and key == "forwarding":
+            return self.forwarding_all("ipv6")
+        if key == "forwarding":
+            return self._dev_conf(family, key, dev)
+        if key == "rp_filter":
+            return max(self._all_conf(family, key), self._dev_conf(family, key, dev))
+        return int(bool(self._all_conf(family, key) or self._dev_conf(family, key, dev)))
+
+    def conf_names(self, key: str, dev: str, family: str = "ipv4") -> str:
+        """The sysctl names behind conf(): what a trace tells the user to look at."""
+        if key == "forwarding":
+            if family == "ipv6":
+                return "net.ipv6.conf.all.forwarding"
+            return f"net.ipv4.conf.{sysctl_dev(dev)}.forwarding"
+        return f"net.{family}.conf.all.{key} / net.{family}.conf.{sysctl_dev(dev)}.{key}"
+
+    def bridge_nf_call(self, version: int) -> bool:
+        name = "net.bridge.bridge-nf-call-iptables" if version == 4 else "net.bridge.bridge-nf-call-ip6tables"
+        value = self._conf_int(name)
+        # A fresh namespace with br_netfilter loaded (as Docker and
+        # Kubernetes nodes have it) starts with both at 1.
+        return True if value is None else bool(value)
+
+    def validate_source(self, src: IPAddress, dst: IPAddress, iif: str, oif: str | None, mark: int) -> str:
+        """fib_validate_source() (net/ipv4/fib_frontend.c) for an IPv4 packet
+        arriving on `iif` and routed to `oif` (None: delivered locally).
+        Returns why it is refused ("" when it is not): a martian source, or
+        rp_filter, each naming the sysctls that decide it."""
+        if iif == "lo" or src.version != 4:
+            return ""
+        rpf = self.conf("rp_filter", iif)
+        if rpf == 0 and (oif != iif or not self.conf("send_redirects", iif)):
+            if self.conf("accept_local", iif):
+                return ""
+            # With custom rules or local routes the fast path is not taken.
+            if not self.rules and not self._custom_local_routes():
+                if src in self._ifaddrs():
+                    return (f"martian source {src} on {iif}: it is an address of this host and "
+                            f"accept_local is 0 ({self.conf_names('accept_local', iif)})")
+                return ""
+        # __fib_validate_source(): route the source back, as if from the
+        # output device (lo for local delivery), with the mark only when
+        # src_valid_mark is on.
+        back_mark = mark if self.conf("src_valid_mark", iif) else 0
+        back = self.route(src, src=dst, mark=back_mark, iif=oif or "lo")
+        strict = f"rp_filter is {rpf} ({self.conf_names('rp_filter', iif)}: the maximum counts)"
+        if back.kind in REJECT_TYPES:
+            if rpf:
+                return f"rp_filter: there is no route back to {src}; {strict}"
+            return ""
+        if back.kind == "local":
+            if not self.conf("accept_local", iif):
+                return (f"martian source {src} on {iif}: it is an address of this host and "
+                        f"accept_local is 0 ({self.conf_names('accept_local', iif)})")
+        elif back.kind != "unicast":
+            return f"martian source {src} on {iif}: the route back to it is {back.kind}"
+        devs = {back.dev, *(h.dev for h in (back.route.nexthops if back.route else ()))}
+        if back.kind == "local":
+            devs = {back.route.dev if back.route else "lo"}
+        if iif in devs:
+            return ""
+        iface = self.interface(iif)
+        if iface is None or not iface.family_addrs(4):
+            # no_addr: an input device without IPv4 addresses
+            return f"rp_filter: {iif} has no IPv4 address; {strict}" if rpf else ""
+        if rpf == 1:
+            mark_note = f" (looked up with mark {back_mark:#x}: src_valid_mark is on)" if back_mark else ""
+            return (f"rp_filter strict: the route back to {src} leaves by {', '.join(sorted(d for d in devs if d))}, "
+                    f"not by {iif}{mark_note}; {strict}")
+        return ""
+
+    def _ifaddrs(self) -> frozenset[IPAddress]:
+        hit = self._cache.get("ifaddrs")
+        if hit is None:
+            hit = frozenset(a.ip for i in self.interfaces for a in i.addrs if a.version == 4)
+            self._cache["ifaddrs"] = hit
+        return hit
+
+    def _custom_local_routes(self) -> bool:
+        return any(table_name(r.table) == "local" and r.proto != "kernel" for r in self.routes)
 
     # -- lookups ------------------------------------------------------------
 
@@ -840,6 +966,43 @@ def parse_rule_line(text: str, existing: tuple[RouteRule, ...] | list[RouteRule]
         ordered = sorted(existing, key=lambda r: r.priority)
         priority = ordered[1].priority - 1 if len(ordered) > 1 and ordered[1].priority else 0
     return RouteRule(priority=priority, **fields)
+
+
+# A fresh network namespace's net.ipv4.conf values (spec §1; forwarding on).
+FRESH_CONF = {
+    "rp_filter": 0,
+    "route_localnet": 0,
+    "accept_local": 0,
+    "src_valid_mark": 0,
+    "forwarding": 1,
+    "send_redirects": 1,
+}
+
+
+def sysctl_dev(dev: str) -> str:
+    # sysctl names write a device's dots as slashes (eth0.100 → eth0/100).
+    return dev.replace(".", "/")
+
+
+def parse_sysctls(raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ValueError("host.sysctls must be an object of sysctl names and values")
+    out: list[tuple[str, str]] = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name.startswith("net."):
+            raise ValueError(f"host.sysctls: {name!r} is not a net.* sysctl name")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"host.sysctls[{name!r}] must be a string such as \"1\"")
+        text = str(value).strip()
+        if name.rsplit(".", 1)[-1] in FRESH_CONF or name == "net.ipv4.ip_forward" or "bridge-nf" in name:
+            try:
+                int(text.split()[0], 0)
+            except (ValueError, IndexError):
+                raise ValueError(f"host.sysctls[{name!r}]: {value!r} is not a number") from None
+        out.append((name, text))
+    return tuple(out)
 
 
 def _interface_extras(iface: Interface, item: dict[str, Any], n: int) -> Interface:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .context import EvalContext, Result, TraceState
 from .hooks import HOOKS, NAT_MANIP, HookEntry, hook_order
-from .host import Host
+from .host import REJECT_TYPES, Host
 from .index import MIN_SKIP_RUN, next_candidate, skip_step
 from .limits import JUMP_STACK_SIZE, WalkLimitError
 from .matches import evaluate_rule
@@ -295,10 +295,10 @@ class _Walker:
             # (ENETUNREACH/EINVAL/EACCES) and netfilter never sees the packet.
             self._drop(packet, f"no route to {packet.dst}: the sending socket gets an error; no netfilter hook runs")
             return "output", "DROP", packet
-        if route.kind != "local" and packet.family is Family.IPV4 and packet.src.is_loopback:
-            # __mkroute_output(): a 127/8 source may only leave through lo
-            # (-EINVAL to the sender); no netfilter hook runs.
-            self._drop(packet, f"source {packet.src} cannot leave by {route.dev}: the sending socket gets EINVAL; no netfilter hook runs")
+        why = self._loopback_source_refused(packet, route)
+        if why:
+            # __mkroute_output(): -EINVAL to the sender; no netfilter hook runs.
+            self._drop(packet, f"{why}: the sending socket gets EINVAL; no netfilter hook runs")
             return "output", "DROP", packet
         if route.kind == "broadcast":
             # udp_sendmsg()/ip_route_output: a broadcast destination needs
@@ -351,11 +351,21 @@ class _Walker:
                 return "local", packet
             self._drop(packet, f"routing decision: this host has not joined the multicast group {packet.dst}: dropped")
             return None, packet
+        iif = packet.in_iface or ""
+        family = "ipv4" if packet.family is Family.IPV4 else "ipv6"
+        if route.kind not in REJECT_TYPES and not self.host.conf("forwarding", iif, family):
+            # ip_route_input_slow(): `if (!IN_DEV_FORWARD(in_dev))` → -EHOSTUNREACH;
+            # ip6_forward(): `if (!devconf_all->forwarding) goto error`.
+            name = self.host.conf_names("forwarding", iif, family)
+            self._drop(packet, f"routing decision: {name} = 0, so a packet arriving on {iif} for {packet.dst} "
+                               "is not forwarded: dropped before FORWARD")
+            return None, packet
         if route.kind != "unicast" or not route.dev:
             self._drop(packet, f"routing decision: {packet.dst} is {route.kind}: dropped (no FORWARD)")
             return None, packet
-        if self._source_invalid(packet, oif=route.dev):
-            self._drop(packet, f"routing decision: martian source {packet.src} (a local address) on {packet.in_iface}: dropped")
+        reason = self._validate_source(packet, oif=route.dev)
+        if reason:
+            self._drop(packet, f"routing decision: {reason}: dropped")
             return None, packet
         if packet.family is Family.IPV6 and (
             packet.src.is_link_local or packet.dst.is_link_local
@@ -428,9 +438,8 @@ class _Walker:
             if dst == ipaddress.IPv4Address("255.255.255.255"):
                 # brd_input: fib_validate_source() still runs for any source
                 # but 0.0.0.0, so a local source address is a martian here too.
-                if int(src) != 0 and self._source_invalid(packet):
-                    return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
-                return ""
+                reason = self._validate_source(packet) if int(src) != 0 else ""
+                return f"routing decision: {reason}: dropped" if reason else ""
             # ipv4_is_zeronet() is `addr == 0` since Linux 5.3 ("Allow
             # 0.0.0.0/8 as a valid address range"): 0.1.2.3 is an address.
             if int(src) == 0:
@@ -441,11 +450,13 @@ class _Walker:
                 return f"martian source {src}: dropped by the routing decision"
             if int(dst) == 0:
                 return f"martian destination {dst}: dropped by the routing decision"
-            if iface != "lo" and (src.is_loopback or dst.is_loopback):
-                # route_localnet=0: 127/8 is only valid on lo.
-                what = "source" if src.is_loopback else "destination"
-                addr = src if src.is_loopback else dst
-                return f"martian {what} {addr} on {iface}: dropped by the routing decision"
+            if iface != "lo" and (src.is_loopback or dst.is_loopback) and not self.host.conf("route_localnet", iface or ""):
+                # ip_route_input_slow(): 127/8 from outside lo is a martian
+                # unless route_localnet is on for the input device.
+                what = "destination" if dst.is_loopback else "source"
+                addr = dst if dst.is_loopback else src
+                return (f"routing decision: martian {what} {addr} on {iface}: route_localnet is 0 "
+                        f"({self.host.conf_names('route_localnet', iface or '')}): dropped")
         else:
             if iface != "lo" and (src.is_loopback or dst.is_loopback):
                 return f"loopback address on {iface}: dropped by the routing decision"
@@ -454,26 +465,29 @@ class _Walker:
         route = self.host.route(dst, src=src, mark=packet.mark, iif=iface)
         # ip_mc_validate_source() runs fib_validate_source() for multicast
         # destinations too (any source but 0.0.0.0).
-        if route.kind in ("local", "broadcast", "multicast") and self._source_invalid(packet):
-            return f"martian source {src} (a local address) on {iface}: dropped by the routing decision"
+        if route.kind in ("local", "broadcast", "multicast"):
+            reason = self._validate_source(packet)
+            if reason:
+                return f"routing decision: {reason}: dropped"
         return ""
 
-    def _source_invalid(self, packet: Packet, oif: str | None = None) -> bool:
-        # fib_validate_source() with rp_filter=0 and accept_local=0, except
-        # on lo.  Its fast path (no ip rules, and not leaving by the input
-        # device) only refuses a source that is one of the host's own
-        # addresses (inet_lookup_ifaddr_rcu); otherwise the reverse lookup
-        # must not give a local or broadcast route.
-        if packet.in_iface == "lo":
-            return False
-        if packet.family is Family.IPV6:
-            return False
-        if not self.host.rules and oif != packet.in_iface:
-            return packet.src == ipaddress.IPv4Address("127.0.0.1") or any(
-                a.ip == packet.src for iface in self.host.interfaces for a in iface.addrs
-            )
-        kind = self.host.route(packet.src).kind
-        return kind in ("local", "broadcast")
+    def _validate_source(self, packet: Packet, oif: str | None = None) -> str:
+        # fib_validate_source() with this host's rp_filter, accept_local and
+        # src_valid_mark (host.validate_source); IPv6 has no such check.
+        if packet.family is Family.IPV6 or packet.in_iface is None:
+            return ""
+        return self.host.validate_source(packet.src, packet.dst, packet.in_iface, oif, packet.mark)
+
+    def _loopback_source_refused(self, packet: Packet, route: Any) -> str:
+        # __mkroute_output(): a 127/8 source may leave only through lo,
+        # unless route_localnet is on for the output device.
+        if route.kind == "local" or packet.family is not Family.IPV4 or not packet.src.is_loopback:
+            return ""
+        dev = route.dev or ""
+        if self.host.conf("route_localnet", dev):
+            return ""
+        return (f"source {packet.src} cannot leave by {dev}: route_localnet is 0 "
+                f"({self.host.conf_names('route_localnet', dev)})")
 
     def _describe_route(self, route: Any) -> str:
         if route.kind == "local":
@@ -491,10 +505,10 @@ class _Walker:
         if route.kind in ("unreachable", "blackhole", "prohibit"):
             self._drop(packet, f"re-route after {why}: no route to {packet.dst}: dropped")
             return None
-        if route.kind != "local" and packet.family is Family.IPV4 and packet.src.is_loopback:
-            # ip_route_me_harder() → __mkroute_output(): a 127/8 source may
-            # not leave by another device (-EINVAL): dropped.
-            self._drop(packet, f"re-route after {why}: source {packet.src} cannot leave by {route.dev}: dropped")
+        refused = self._loopback_source_refused(packet, route)
+        if refused:
+            # ip_route_me_harder() → __mkroute_output(): -EINVAL, dropped.
+            self._drop(packet, f"routing decision (re-route after {why}): {refused}: dropped")
             return None
         self._route_step(
             "OUTPUT", packet, f"re-route after {why}: {packet.dst} {self._describe_route(route)}"

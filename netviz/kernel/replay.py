@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netviz.engine.host import Host, NextHop
+from netviz.engine.host import FRESH_CONF, Host, NextHop, sysctl_dev
 from netviz.engine.pipeline import ScenarioLike
 from netviz.engine.ruleset import Family
 from netviz.scenario import scenario_from_dict
@@ -209,25 +209,9 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
     fw = env.fw
     _run(["ip", "netns", "add", fw])
     env.namespaces.append(fw)
-    # Defaults first, so interfaces created afterwards inherit them: rp_filter 0
-    # (the kernel uses max(all, iface)), forwarding on.  IPv6 is switched off
-    # in IPv4 scenarios so no ND/MLD chatter reaches the trace.
-    sysctls = [
-        "net.ipv4.ip_forward=1",
-        "net.ipv4.conf.all.rp_filter=0",
-        "net.ipv4.conf.default.rp_filter=0",
-    ]
-    if v6:
-        sysctls += [
-            "net.ipv6.conf.all.forwarding=1",
-            "net.ipv6.conf.default.forwarding=1",
-            "net.ipv6.conf.default.accept_dad=0",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_ra=0",
-        ]
-    else:
-        sysctls += ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
-    _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *sysctls])
+    host = Host.from_dict(scenario.host, Family.IPV6 if v6 else Family.IPV4)
+    before, after = sysctl_plan(host, v6)
+    _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *before])
     batch = ["link set lo up"]
     want = 6 if v6 else 4
     for iface in env.ifaces:
@@ -253,8 +237,9 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
             extra = " nodad" if version == 6 else ""
             batch.append(f"addr add {addr} dev {iface.name}{extra}")
     _run(["ip", "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+    if after:
+        _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *after])
     batch = []
-    host = Host.from_dict(scenario.host, Family.IPV6 if v6 else Family.IPV4)
     for route in host.routes:
         if route.dst.version != want or host.implied(route):
             # The kernel made the connected and local routes when the
@@ -276,6 +261,51 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
     if batch:
         family_flag = "-6" if v6 else "-4"
         _run(["ip", family_flag, "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+
+
+# The sysctls the engine models (Host.conf), per device and for all/default.
+_CONF_KEYS = ("forwarding", "rp_filter", "route_localnet", "accept_local", "src_valid_mark", "send_redirects")
+
+
+def sysctl_plan(host: Host, v6: bool) -> tuple[list[str], list[str]]:
+    """`sysctl -w` arguments for the firewall namespace: `before` the
+    interfaces are created (global switches and conf.all/default, which new
+    devices inherit), `after` (per-device values).
+
+    A new namespace's IPv4 conf is copied from the machine's own
+    (devconf_inherit_init_net 0), so every key the spec gives a default is
+    written: the scenario's value, or the fresh-namespace one (scenario-v2.md §1).
+    """
+    given = dict(host.sysctls)
+    before = [f"net.ipv4.ip_forward={given.get('net.ipv4.ip_forward', host.forwarding_all('ipv4'))}"]
+    for key in _CONF_KEYS:
+        for scope in ("all", "default"):
+            name = f"net.ipv4.conf.{scope}.{key}"
+            if name in given:
+                before.append(f"{name}={given[name]}")
+            elif key != "forwarding":
+                before.append(f"{name}={FRESH_CONF[key]}")
+    for name in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
+        before.append(f"{name}={1 if host.bridge_nf_call(4 if 'ip6' not in name else 6) else 0}")
+    if v6:
+        before += [
+            f"net.ipv6.conf.all.forwarding={host.forwarding_all('ipv6')}",
+            f"net.ipv6.conf.default.forwarding={given.get('net.ipv6.conf.default.forwarding', host.forwarding_all('ipv6'))}",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_ra=0",
+        ]
+    else:
+        # IPv6 is switched off in IPv4 scenarios so no ND/MLD chatter reaches the trace.
+        before += ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+    # lo existed before conf.default was written: give it the fresh values.
+    after = [f"net.ipv4.conf.lo.{key}={FRESH_CONF[key]}" for key in _CONF_KEYS if key != "forwarding"]
+    devices = {sysctl_dev(i.name) for i in host.interfaces}
+    for name, value in given.items():
+        parts = name.split(".")
+        if len(parts) == 5 and parts[:3] == ["net", "ipv4", "conf"] and parts[4] in _CONF_KEYS and parts[3] in devices:
+            after.append(f"{name}={value}")
+    return before, after
 
 
 def _trace_table(v6: bool, mark: int, arriving: bool) -> str:
