@@ -21,6 +21,7 @@ test: setup-test migrate
 # then the load test: gunicorn with 30 clients for 20 s (requests/s printed).
 bench: setup migrate
 	$(PY) manage.py bench
+	$(PY) manage.py bench --fleet
 	NETVIZ_LOAD=1 $(PY) -m pytest -p no:cacheprovider -q -s -m load tests/load
 
 setup: system venv

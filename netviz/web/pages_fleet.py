@@ -10,14 +10,15 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from netviz import fleet_jobs
-from netviz.fleet import CheckSetError, load_checkset, to_junit
+from netviz import apitokens, fleet_jobs
+from netviz.fleet import CheckSetError, failures, load_checkset, to_junit
 from netviz.models import CheckSet, Fleet, FleetNode, FleetRun, HostProfile, Ruleset
 from netviz.web import access
 
@@ -232,6 +233,68 @@ def checkset_page(request: HttpRequest, pk: int) -> HttpResponse:
                                                     "editable": editable, "checks": checks})
 
 
+# --- the API (a personal token, as check_fleet in CI) -------------------------------
+
+
+def _token_user(request: HttpRequest) -> Any | None:
+    token = apitokens.bearer(request.headers.get("Authorization", ""))
+    return apitokens.user_for(token) if token else None
+
+
+def _api_error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def run_summary(request: HttpRequest, run: FleetRun) -> dict[str, Any]:
+    """A run for the API: `exit` is check_fleet's status (0 all hold, 1 one
+    fails, 2 cannot run), null while running."""
+    state = fleet_jobs.refresh(run)
+    out: dict[str, Any] = {
+        "run": run.pk, "status": run.status, "done": state["done"], "total": run.total,
+        "url": request.build_absolute_uri(run.get_absolute_url()), "exit": None,
+    }
+    if run.status == "failed":
+        out.update(exit=2, error=run.error)
+    elif run.status == "done":
+        out["exit"] = 2 if run.result["errors"] else (1 if run.result["failed"] else 0)
+        out["failures"] = failures(run.result)
+        out["result"] = run.result
+    return out
+
+
+@csrf_exempt  # a token, not a cookie: no cross-site request can carry it
+@require_POST
+def api_fleet_run(request: HttpRequest, pk: int) -> JsonResponse:
+    user = _token_user(request)
+    if user is None:
+        return _api_error(401, "a valid API token is required (Authorization: Bearer nvz_…)")
+    request.user = user
+    fleet = _visible(request, Fleet).filter(pk=pk).first()
+    if fleet is None:
+        return _api_error(404, "no such fleet")
+    raw = request.POST.get("checkset", "")
+    checkset = _visible(request, CheckSet).filter(pk=int(raw)).first() if raw.isdigit() else None
+    if checkset is None:
+        return _api_error(400, "checkset: the pk of a check set you can see")
+    try:
+        run = fleet_jobs.start_run(fleet, checkset, owner=user)
+    except CheckSetError as exc:
+        return _api_error(400, f"the check set is not valid: {exc}")
+    return JsonResponse(run_summary(request, run), status=202)
+
+
+@require_GET
+def api_fleet_run_status(request: HttpRequest, pk: int) -> JsonResponse:
+    user = _token_user(request)
+    if user is None:
+        return _api_error(401, "a valid API token is required (Authorization: Bearer nvz_…)")
+    request.user = user
+    run = FleetRun.objects.filter(pk=pk, fleet__in=_visible(request, Fleet)).first()
+    if run is None:
+        return _api_error(404, "no such run")
+    return JsonResponse(run_summary(request, run))
+
+
 _EXAMPLE = json.dumps({
     "name": "my checks",
     "checks": [
@@ -249,6 +312,8 @@ urlpatterns = [
     path("fleets/runs/<int:pk>/", fleet_run_page, name="fleet_run"),
     path("fleets/runs/<int:pk>.json", fleet_run_json, name="fleet_run_json"),
     path("fleets/runs/<int:pk>.xml", fleet_run_junit, name="fleet_run_junit"),
+    path("api/fleets/<int:pk>/runs/", api_fleet_run, name="api_fleet_run"),
+    path("api/fleet-runs/<int:pk>/", api_fleet_run_status, name="api_fleet_run_status"),
     path("checksets/new/", checkset_new, name="checkset_new"),
     path("checksets/<int:pk>/", checkset_page, name="checkset"),
 ]

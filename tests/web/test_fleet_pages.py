@@ -106,3 +106,32 @@ def test_check_sets_are_edited_by_their_owner_only(client: Client) -> None:
     CheckSet.objects.filter(pk=checkset.pk).update(is_public=True)
     assert "<form" not in other.get(checkset.get_absolute_url()).content.decode().split("</nav>")[-1]
     assert other.post(checkset.get_absolute_url(), {"text": text}).status_code == 403
+
+
+def test_the_api_runs_a_check_set_with_a_token(demo: Fleet) -> None:
+    from netviz.apitokens import create_token
+
+    user = User.objects.create_user("ci", password="pw-long-enough-1")
+    _, token = create_token(user, "ci")
+    checkset = CheckSet.objects.get(is_demo=True)
+    url = reverse("netviz:api_fleet_run", args=[demo.pk])
+    api = Client(enforce_csrf_checks=True)
+    assert api.post(url, {"checkset": checkset.pk}).status_code == 401
+    assert api.post(url, {"checkset": checkset.pk},
+                    HTTP_AUTHORIZATION="Bearer nvz_wrong").status_code == 401
+    response = api.post(url, {"checkset": checkset.pk}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 202
+    started = response.json()
+    assert started["status"] == "running" and started["exit"] is None and started["total"] == 18
+    for part in Job.objects.filter(kind="fleet_part"):
+        jobs.execute(part.pk, fork=False)
+    status = api.get(reverse("netviz:api_fleet_run_status", args=[started["run"]]),
+                     HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    # The same answer as check_fleet: exit 1, naming the node and the check.
+    assert status["status"] == "done" and status["exit"] == 1
+    assert status["failures"] == ["FAIL node-3: DNS from a pod — leaves for 10.96.0.10:53, "
+                                  "not one of 10.244.0.5:53, 10.244.2.21:53"]
+    # A private fleet of someone else is not there for this token.
+    Fleet.objects.filter(pk=demo.pk).update(is_public=False)
+    assert api.post(url, {"checkset": checkset.pk},
+                    HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404

@@ -78,10 +78,23 @@ class Command(BaseCommand):
         parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated: " + ", ".join(SIZES))
         parser.add_argument("--packets", type=int, default=200, help="packets traced per size (≥ 200)")
         parser.add_argument("--json", help="also write the figures to this file")
+        parser.add_argument("--fleet", action="store_true",
+                            help="the fleet benchmark instead: nodes × checks through the job "
+                                 "queue with 1 and 2 workers")
+        parser.add_argument("--fleet-nodes", type=int, default=200)
+        parser.add_argument("--fleet-checks", type=int, default=50)
+        parser.add_argument("--fleet-size", default="10k", help="rules per node: " + ", ".join(SIZES))
+        parser.add_argument("--fleet-worker", help="(internal) run the fleet benchmark here")
         parser.add_argument("--worker", help="(internal) measure one size in this process")
         parser.add_argument("--dir", help="(internal) working directory of the worker")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("fleet_worker"):
+            self._fleet_worker(Path(options["fleet_worker"]), options)
+            return
+        if options.get("fleet"):
+            self._fleet(options)
+            return
         if options.get("worker"):
             self._worker(options["worker"], Path(options["dir"]), options["packets"])
             return
@@ -122,6 +135,64 @@ class Command(BaseCommand):
             raise CommandError(f"bench worker for {size} failed:\n{run.stderr[-3000:]}")
         data: dict[str, Any] = json.loads(lines[-1])
         return data
+
+    # -- the fleet benchmark ---------------------------------------------------
+
+    def _fleet(self, options: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory(prefix="netviz-fleet-bench-") as tmp:
+            env = dict(os.environ)
+            env.pop("DATABASE_URL", None)  # a fresh SQLite file, not the app's database
+            env["NETVIZ_SQLITE"] = str(Path(tmp) / "fleet.sqlite3")
+            env["NETVIZ_DEBUG"] = "1"
+            manage = Path(settings.BASE_DIR) / "manage.py"
+            subprocess.run([sys.executable, str(manage), "migrate", "-v", "0"], env=env, check=True)
+            self.stderr.write(f"fleet bench: {options['fleet_nodes']} nodes × "
+                              f"{options['fleet_checks']} checks, {options['fleet_size']} rules a node…")
+            run = subprocess.run(
+                [sys.executable, str(manage), "bench", "--fleet-worker", tmp,
+                 "--fleet-nodes", str(options["fleet_nodes"]),
+                 "--fleet-checks", str(options["fleet_checks"]), "--fleet-size", options["fleet_size"]],
+                env=env, check=False, capture_output=True, text=True, timeout=3600)
+            lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+            if run.returncode != 0 or not lines:
+                raise CommandError(f"fleet bench failed:\n{run.stderr[-3000:]}")
+            data = json.loads(lines[-1])
+        one, two = data["runs"]
+        ratio = one["seconds"] / two["seconds"] if two["seconds"] else 0.0
+        memory = max(r["peak_worker_mb"] + r["peak_job_mb"] for r in data["runs"])
+
+        def verdict(ok: bool) -> str:
+            return "ok" if ok else "MISSED"
+
+        self.stdout.write(f"fleet: {data['nodes']} nodes × {data['checks']} checks = "
+                          f"{two['traces']} traces ({data['rules']:,} rules a node; "
+                          f"{data['generate_s']:.1f} s to generate)")
+        for r in data["runs"]:
+            self.stdout.write(f"  {r['workers']} worker{'s' if r['workers'] > 1 else ''}: "
+                              f"{r['seconds']:.1f} s, {r['parts']} parts, {r['held']} of {r['traces']} "
+                              f"hold; peak memory: worker {r['peak_worker_mb']:.0f} MB + job "
+                              f"{r['peak_job_mb']:.0f} MB"
+                              + (f"; FAILED parts: {r['failed_parts']}" if r["failed_parts"] else ""))
+        self.stdout.write(f"  2 workers: {two['seconds']:.1f} s (target < 60 s) "
+                          f"{verdict(two['seconds'] < 60)}")
+        self.stdout.write(f"  speed-up 1 → 2 workers: {ratio:.2f}× (target ≥ 1.7×) {verdict(ratio >= 1.7)}")
+        self.stdout.write(f"  memory per worker (worker + its job): {memory:.0f} MB (target ≤ 300 MB) "
+                          f"{verdict(memory <= 300)}")
+        if options.get("json"):
+            Path(options["json"]).write_text(json.dumps(data, indent=2))
+
+    def _fleet_worker(self, work: Path, options: dict[str, Any]) -> None:
+        from netviz.testing.fleetbench import run_with_workers, write_fleet
+
+        started = time.perf_counter()
+        files, checks, rules = write_fleet(work, options["fleet_nodes"], options["fleet_checks"],
+                                    options["fleet_size"])
+        generate_s = time.perf_counter() - started
+        manage = Path(settings.BASE_DIR) / "manage.py"
+        runs = [run_with_workers(n, files, checks, manage, dict(os.environ)) for n in (1, 2)]
+        print(json.dumps({"nodes": len(files), "checks": options["fleet_checks"],
+                          "rules": rules, "generate_s": generate_s,
+                          "runs": runs}))
 
     # -- one size, in its own process ----------------------------------------
 
