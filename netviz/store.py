@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 
 from netviz import models
+from netviz.engine.nft.evaluate import NftEval, compile_nft
 from netviz.engine.nft.model import NftParseError, NftRuleset
 from netviz.engine.nft.parse_json import parse_nft
 from netviz.engine.parser import ParseError, parse_ipset_save, parse_ruleset
@@ -305,6 +306,15 @@ def load_nftables(model: models.Ruleset) -> NftRuleset | None:
     if not model.nftables_source.strip():
         return None
     return derived(model, "nftables", lambda: parse_nft(model.nftables_source))
+
+
+def load_nft_eval(model: models.Ruleset) -> NftEval | None:
+    """The listing compiled for tracing in the ruleset's family (set indexes
+    built once per process, not per trace)."""
+    nft = load_nftables(model)
+    if nft is None:
+        return None
+    return derived(model, "nft_eval", lambda: compile_nft(nft, Family(model.family)))
 
 
 _derived: OrderedDict[tuple[int, str, str], Any] = OrderedDict()

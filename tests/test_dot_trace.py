@@ -212,3 +212,44 @@ def test_it_draws_each_hook_in_the_order_the_engine_runs_it() -> None:
         names = [e.label for e in hook_order(hook, IPTABLES_HOOKS)]
         for a, b in itertools.pairwise(names):
             assert f'"flow-{hook}-{a}" -> "flow-{hook}-{b}"' in dot
+
+
+# --- native nftables base chains in the flow ------------------------------------
+
+
+def _firewalld_flow() -> str:
+    from netviz.engine.nft.evaluate import compile_nft
+    from netviz.engine.nft.parse_json import parse_nft
+    from netviz.engine.pipeline import trace_scenario
+    from netviz.scenario import load_scenario
+
+    node = Path(__file__).resolve().parents[1] / "fixtures" / "demo" / "rhel-firewalld-node"
+    scenario = load_scenario(node / "scenarios" / "port-8080-rejected-by-firewalld.json")
+    assert scenario.nftables_text
+    trace = trace_scenario(scenario)
+    ruleset = parse_ruleset(scenario.ruleset_text, None, Family.IPV4)
+    return flow_dot(trace, ruleset, compile_nft(parse_nft(scenario.nftables_text), Family.IPV4))
+
+
+def test_it_places_nft_base_chains_at_their_hook_by_priority() -> None:
+    dot = _firewalld_flow()
+    kube = "flow-INPUT-nft-ip-kube-proxy-filter-input"  # priority -110
+    fw = "flow-INPUT-nft-inet-firewalld-filter_INPUT"  # priority filter + 10
+    # mangle (-150), kube-proxy (-110), the iptables filter table (0),
+    # firewalld (10), then the NAT hook (100) and security (150).
+    for a, b in [("flow-INPUT-mangle", kube), (kube, "flow-INPUT-filter"),
+                 ("flow-INPUT-filter", fw), (fw, "flow-INPUT-nat")]:
+        assert f'"{a}" -> "{b}"' in dot
+    assert "filter, priority filter + 10" in node_line(dot, fw)
+
+
+def test_the_packet_lights_the_iptables_table_and_the_firewalld_chain_that_drops_it() -> None:
+    dot = _firewalld_flow()
+    fw = "flow-INPUT-nft-inet-firewalld-filter_INPUT"
+    assert " lit" in node_line(dot, "flow-INPUT-filter")
+    assert " lit" in node_line(dot, fw) and "drop" in node_line(dot, fw)
+    assert 'tooltip="filter_INPUT rule 7: DROP"' in node_line(dot, fw)
+    lit_edges = re.findall(r'"([^"]+)" -> "([^"]+)" \[id="[^"]+" class="flow-edge lit"', dot)
+    assert ("flow-INPUT-filter", fw) in lit_edges
+    assert (fw, "flow-INPUT-nat") not in lit_edges
+    render(dot)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from urllib.parse import quote as url_quote
 
 from .graph import ChainKey, call_graph, chain_depths, empty_chains, unreachable_chains
+from .hooks import NAMED_PRIORITY
 from .nft.model import NftRuleset
 from .ruleset import Ruleset
 
@@ -109,6 +110,18 @@ def nft_key(family: str, table: str, chain: str) -> str:
         return url_quote(text, safe="-_.").replace("%", "~")
 
     return f"nft-{part(family)}-{part(table)}-{part(chain)}"
+
+
+def priority_words(family: str, priority: int) -> str:
+    """10 → "filter + 10", -100 → "dstnat": the nearest of nft's names
+    (nft(8), table of standard priority names) when it is within 20."""
+    if family not in ("ip", "ip6", "inet"):
+        return ""
+    name, value = min(NAMED_PRIORITY.items(), key=lambda kv: (abs(priority - kv[1]), kv[1]))
+    diff = priority - value
+    if abs(diff) > 20:
+        return ""
+    return name if diff == 0 else f"{name} {'+' if diff > 0 else '-'} {abs(diff)}"
 
 
 def chain_anchor(table: str, chain: str) -> str:

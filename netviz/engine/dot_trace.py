@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .context import Result
-from .dot import escape_dot_label, escape_html_label, nft_key
+from .dot import escape_dot_label, escape_html_label, nft_key, priority_words
 from .hooks import HOOKS, IPTABLES_HOOKS, HookEntry, hook_order
+from .nft.evaluate import NftEval
 from .report import drop_step, in_chain
 from .ruleset import BUILTIN_CHAINS, Ruleset
 from .trace import Step, StepKind, Trace
@@ -80,15 +81,16 @@ class FlowBox:
         return flow_node_id(self.hook, self.key)
 
 
-def _priority_text(priority: int) -> str:
-    return f"priority {priority:+d}" if priority else "priority 0"
+def _priority_text(family: str, priority: int) -> str:
+    # firewalld's filter_INPUT: "priority filter + 10", as nft lists it.
+    return f"priority {priority_words(family, priority) or priority}"
 
 
 def _box(hook: str, entry: HookEntry, declared: set[str] | None) -> FlowBox:
     if entry.kind == "conntrack":
         return FlowBox(hook, "conntrack", "conntrack", "conntrack")
     if entry.family:
-        caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.priority)}"
+        caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.family, entry.priority)}"
         return FlowBox(
             hook, nft_key(entry.family, entry.table, entry.chain), caption, "chain",
             table=entry.table, family=entry.family, chain=entry.chain,
@@ -99,21 +101,17 @@ def _box(hook: str, entry: HookEntry, declared: set[str] | None) -> FlowBox:
     )
 
 
-def nft_hook_entries(ruleset: Ruleset) -> dict[str, tuple[HookEntry, ...]]:
-    return {}
-
-
-def flow_layout(ruleset: Ruleset | None = None) -> dict[str, tuple[FlowBox, ...]]:
+def flow_layout(ruleset: Ruleset | None = None, nft: NftEval | None = None) -> dict[str, tuple[FlowBox, ...]]:
     """Every hook's boxes in the order the kernel calls them: the engine's
     hook registry (hooks.hook_order) for this ruleset's nft base chains, with
     every iptables table drawn (the undeclared ones marked), and the NAT hook
     opened up into its nat chains."""
     declared = {t.name for t in ruleset.tables} if ruleset is not None else None
-    nft = nft_hook_entries(ruleset) if ruleset is not None else {}
+    entries = nft.entries if nft is not None else {}
     layout: dict[str, tuple[FlowBox, ...]] = {}
     for hook in HOOKS:
         boxes: list[FlowBox] = []
-        for entry in hook_order(hook, IPTABLES_HOOKS, nft.get(hook, ())):
+        for entry in hook_order(hook, IPTABLES_HOOKS, entries.get(hook, ())):
             for member in entry.members or (entry,):
                 boxes.append(_box(hook, member, declared))
         layout[hook] = tuple(boxes)
@@ -297,8 +295,8 @@ def _base_edges(layout: dict[str, tuple[FlowBox, ...]]) -> list[tuple[str, str]]
     return edges
 
 
-def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None) -> str:
-    layout = flow_layout(ruleset)
+def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None, nft: NftEval | None = None) -> str:
+    layout = flow_layout(ruleset, nft)
     st = _flow_state(trace, layout) if trace is not None else _FlowState()
     lit_edges = set(zip(st.path, st.path[1:]))
     on_path = set(st.path)

@@ -858,10 +858,12 @@ class _Walker:
             step = self.fate_step
             if step is None:
                 return "dropped"
+            # An nft table is named with its family, as nft lists it.
+            table = f"{step.family} {step.table}" if step.family else step.table
             if step.kind is StepKind.POLICY:
-                return f"dropped by the policy of {step.table} {step.chain}"
+                return f"dropped by the policy of {table} {step.chain}"
             if step.kind is StepKind.RULE:
-                return f"dropped by {step.table} {step.chain} rule {step.rule} (line {step.line})"
+                return f"dropped by {table} {step.chain} rule {step.rule} (line {step.line})"
             return step.text
         if path == "input" or path == "output-local":
             return f"accepted: delivered to a local process ({packet.dst})"

@@ -182,11 +182,13 @@ def event_text(step: Step) -> str:
 
 
 def step_location(step: Step) -> str:
+    # An nft table goes by its family too ("inet firewalld"), as nft lists it.
+    table = f"{step.family} {step.table}" if step.family else step.table
     if step.kind is StepKind.POLICY:
-        return f"{step.table} {step.chain} policy"
+        return f"{table} {step.chain} policy"
     if step.kind is StepKind.RULE:
         line = f" (line {step.line})" if step.line else ""
-        return f"{step.table} {step.chain} rule {step.rule}{line}"
+        return f"{table} {step.chain} rule {step.rule}{line}"
     return f"{step.hook} ({step.kind.value})"
 
 

@@ -13,8 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from netviz import models, store
 from netviz.engine import graph as engine_graph
-from netviz.engine.dot import chain_anchor, nft_key
-from netviz.engine.hooks import NAMED_PRIORITY
+from netviz.engine.dot import chain_anchor, nft_key, priority_words
 from netviz.engine.nft.model import Chain, NftRuleset, NftSet, Rule, Table, Verdict
 from netviz.engine.nft.printer import element_text
 
@@ -38,18 +37,6 @@ def highlight(text: str, query: str) -> SafeString:
     out.append(escape(text[pos:]))
     # Every piece of user text went through escape() above.
     return mark_safe("".join(out))
-
-
-def priority_words(family: str, priority: int) -> str:
-    """10 → "filter + 10", -100 → "dstnat": the nearest of nft's names
-    (nft(8), table of standard priority names) when it is within 20."""
-    if family not in TRACED:
-        return ""
-    name, value = min(NAMED_PRIORITY.items(), key=lambda kv: (abs(priority - kv[1]), kv[1]))
-    diff = priority - value
-    if abs(diff) > 20:
-        return ""
-    return name if diff == 0 else f"{name} {'+' if diff > 0 else '-'} {abs(diff)}"
 
 
 def _table_note(table: Table) -> str:

@@ -38,7 +38,7 @@ from netviz.engine.rulediff import Change, RulesetDiff, diff_rulesets
 from netviz.engine.ruleset import Family
 from netviz.engine.trace import Step, StepKind, Trace
 from netviz.render import RenderError, inline_svg, render_svg
-from netviz.store import load_ruleset
+from netviz.store import load_nft_eval, load_nftables, load_ruleset
 from netviz.web import access
 from netviz.web.pages_share import share_context
 from netviz.web.trace_forms import host_dict
@@ -119,7 +119,10 @@ def trace_side(side: Side, options: dict[str, Any] | None = None) -> Side:
         engine = load_ruleset(side.ruleset)
         # Tracing refuses a packet the host cannot receive (an input
         # interface it does not have): an error to show, not a 500.
-        side.trace = trace_dicts(engine, side.host, side.packet, family, state_from_options(options or {}))
+        side.trace = trace_dicts(
+            engine, side.host, side.packet, family, state_from_options(options or {}),
+            nft=load_nftables(side.ruleset),
+        )
     except (PacketError, ValueError) as exc:
         side.error = str(exc)
     return side
@@ -165,7 +168,7 @@ def comparison_context(left: Side, right: Side, options: dict[str, Any] | None =
     for side, name in ((left, "left"), (right, "right")):
         assert side.trace is not None
         differing = {step_flow_node(side.trace, i) for i in cmp.differing_steps(name)}
-        svg, err = svg_or_error(flow_dot(side.trace, load_ruleset(side.ruleset)))
+        svg, err = svg_or_error(flow_dot(side.trace, load_ruleset(side.ruleset), load_nft_eval(side.ruleset)))
         sides.append({
             "name": name,
             "side": side,

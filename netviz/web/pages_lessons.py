@@ -23,6 +23,8 @@ from django.views.decorators.http import require_GET, require_POST
 from netviz import models
 from netviz.engine.compare import HopMark, compare_traces
 from netviz.engine.dot_trace import flow_dot
+from netviz.engine.nft.evaluate import NftEval, compile_nft
+from netviz.engine.nft.parse_json import parse_nft
 from netviz.engine.parser import ParseError, parse_ruleset
 from netviz.engine.pipeline import PacketError, trace_scenario
 from netviz.engine.report import packet_changes, packet_line
@@ -30,7 +32,7 @@ from netviz.engine.ruleset import Family
 from netviz.engine.ruleset import Ruleset as EngineRuleset
 from netviz.engine.trace import Step, StepKind, Trace
 from netviz.scenario import ScenarioError, scenario_from_dict
-from netviz.store import load_ruleset
+from netviz.store import load_nft_eval, load_ruleset
 from netviz.web import access
 from netviz.web.pages_compare import (
     Side,
@@ -96,10 +98,13 @@ class StepView:
     summary: str = ""
 
 
-def _scenario_trace(data: dict[str, Any]) -> tuple[Trace, EngineRuleset]:
+def _scenario_trace(data: dict[str, Any]) -> tuple[Trace, EngineRuleset, NftEval | None]:
     scenario = scenario_from_dict(data)
-    ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, Family(scenario.family))
-    return trace_scenario(scenario), ruleset
+    family = Family(scenario.family)
+    ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family)
+    # The flow diagram places the listing's base chains (an nft trace lesson).
+    nft = compile_nft(parse_nft(scenario.nftables_text), family) if scenario.nftables_text else None
+    return trace_scenario(scenario), ruleset, nft
 
 
 def _frames_for_trace(trace: Trace, key: str = "main") -> list[Frame]:
@@ -188,16 +193,16 @@ def step_view(lstep: models.LessonStep) -> StepView:
                 saved.host.as_scenario_host() if saved.host else {}), saved.packet), saved.options)
             if side.trace is None:
                 raise PacketError(side.error)
-            trace, ruleset = side.trace, load_ruleset(saved.ruleset)
+            trace, ruleset, nft = side.trace, load_ruleset(saved.ruleset), load_nft_eval(saved.ruleset)
         elif lstep.scenario:
-            trace, ruleset = _scenario_trace(lstep.scenario)
+            trace, ruleset, nft = _scenario_trace(lstep.scenario)
         else:
             view.error = "This step has no scenario."
             return view
     except (ScenarioError, ParseError, PacketError, ValueError) as exc:
         view.error = f"This step cannot be traced: {exc}"
         return view
-    svg, err = svg_or_error(flow_dot(trace, ruleset))
+    svg, err = svg_or_error(flow_dot(trace, ruleset, nft))
     view.trace = trace
     view.figures = [{"key": "main", "label": "", "svg": svg, "error": err}]
     view.frames = _frames_for_trace(trace)
@@ -227,8 +232,8 @@ def _inline_comparison_view(lstep: models.LessonStep) -> StepView:
     try:
         traces = []
         for key in ("left", "right"):
-            trace, ruleset = _scenario_trace(data[key])
-            svg, err = svg_or_error(flow_dot(trace, ruleset))
+            trace, ruleset, nft = _scenario_trace(data[key])
+            svg, err = svg_or_error(flow_dot(trace, ruleset, nft))
             traces.append((key, trace, svg, err))
     except (ScenarioError, ParseError, PacketError, ValueError) as exc:
         view.error = f"This step cannot be traced: {exc}"

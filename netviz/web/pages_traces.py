@@ -26,8 +26,10 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from netviz.engine.dot_trace import chain_dot, flow_dot
+from netviz.engine.graph import nft_table_key
 from netviz.engine.host import Host
 from netviz.engine.limits import WalkLimitError
+from netviz.engine.nft.evaluate import NftEval
 from netviz.engine.pipeline import (
     PacketError,
     packet_from_dict,
@@ -51,7 +53,7 @@ from netviz.engine.trace import Step, StepKind, Trace
 from netviz.models import Ruleset, SavedTrace
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.scenario import Scenario, scenario_to_dict
-from netviz.store import load_ruleset
+from netviz.store import load_nft_eval, load_ruleset
 from netviz.web import access
 from netviz.web.pages_compare import _editable_lessons, packet_spec_text
 from netviz.web.pages_rulesets import get_ruleset_for
@@ -74,6 +76,7 @@ class Traced:
     form: TraceForm
     ruleset: Ruleset
     engine: EngineRuleset | None = None
+    nft: NftEval | None = None  # the nft listing beside the dump, compiled
     trace: Trace | None = None
     error: str = ""
 
@@ -108,6 +111,7 @@ def run_trace(
     family = Family(ruleset.family)
     try:
         out.engine = load_ruleset(ruleset)
+        out.nft = load_nft_eval(ruleset)
     except ValueError as exc:
         out.error = f"The ruleset no longer parses: {exc}"
         return out
@@ -118,7 +122,7 @@ def run_trace(
         form.add_error(None, str(exc))
         return out
     try:
-        out.trace = trace_packet(out.engine, host, packet, state_from_options(form.options()))
+        out.trace = trace_packet(out.engine, host, packet, state_from_options(form.options()), nft=out.nft)
     except WalkLimitError as exc:
         out.error = f"The trace was stopped: {exc}"
     return out
@@ -173,7 +177,9 @@ def rule_url(traced: Traced, step: Step | None) -> str:
     if step is None or not step.table or not step.chain:
         return ""
     try:
-        url = reverse("netviz:ruleset_chain", args=[traced.ruleset.pk, step.table, step.chain])
+        # An nft table is addressed as "<family> <table>" (graph.nft_table_key).
+        table = nft_table_key(step.family, step.table) if step.family else step.table
+        url = reverse("netviz:ruleset_chain", args=[traced.ruleset.pk, table, step.chain])
     except NoReverseMatch:
         return ""  # a chain name the URL pattern cannot carry (it holds a "/")
     params: list[tuple[str, str]] = []
@@ -202,7 +208,7 @@ def result_context(traced: Traced, selected_step: int | None = None) -> dict[str
     trace = traced.trace
     if trace is None:
         return {}
-    flow_svg, flow_error = _svg(flow_dot(trace, traced.engine))
+    flow_svg, flow_error = _svg(flow_dot(trace, traced.engine, traced.nft))
     dropped = drop_step(trace)
     timeline = []
     previous = trace.packet_in
@@ -364,7 +370,7 @@ def download_flow(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     if isinstance(got, HttpResponse):
         return got
     ruleset, traced = got
-    dot = flow_dot(traced.trace, traced.engine)
+    dot = flow_dot(traced.trace, traced.engine, traced.nft)
     if fmt == "dot":
         return _download(dot, "text/vnd.graphviz; charset=utf-8",
                          _filename(ruleset, traced, "dot", "flow"))
@@ -428,6 +434,7 @@ def scenario_for(ruleset: Ruleset, form: TraceForm) -> Scenario:
     return Scenario(
         ruleset_text=ruleset.source,
         ipsets_text=ruleset.ipsets_source or None,
+        nftables_text=ruleset.nftables_source or None,
         family=ruleset.family,
         host=form.host_dict(),
         packet=form.packet_dict(),

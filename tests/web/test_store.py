@@ -223,15 +223,15 @@ def test_it_stores_nothing_when_the_host_file_is_bad(tmp_path: Path) -> None:
 def test_it_loads_the_demo_nodes_with_real_traces() -> None:
     call_command("load_demo", stdout=io.StringIO())
     demos = models.Ruleset.objects.filter(is_demo=True)
-    assert demos.count() == 3
+    assert demos.count() == 6
     for rs in demos:
         assert rs.hosts.count() == 1
-        assert 2 <= rs.traces.count() <= 4
+        assert 2 <= rs.traces.count() <= 5
         for trace in rs.traces.all():
             assert trace.verdict in ("ACCEPT", "DROP")
             assert trace.result["hops"], trace.title
             assert trace.result["verdict"] == trace.verdict
-    docker = demos.get(name__startswith="Docker")
+    docker = demos.get(name="Docker host with a published port")
     published = docker.traces.get(title__contains="published port 10080")
     assert published.verdict == "ACCEPT"
     assert published.result["packet_out"]["dst"] == "172.17.0.2"

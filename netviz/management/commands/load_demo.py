@@ -139,6 +139,7 @@ class Command(BaseCommand):
         )
 
         parsed = store.load_ruleset(ruleset)
+        nft = store.load_nftables(ruleset)
         titles = []
         for path in node["scenarios"]:
             scenario = load_scenario(path)
@@ -147,7 +148,7 @@ class Command(BaseCommand):
             try:
                 trace = trace_dicts(
                     parsed, scenario.host or node["host"], scenario.packet, family,
-                    state_from_options(scenario.options or {}),
+                    state_from_options(scenario.options or {}), nft=nft,
                 )
             except Exception as exc:
                 # No fake results: a scenario the engine cannot trace stops the load.
