@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from . import limits
+from .conntrack import ConntrackTable
 from .packet import Packet
 from .ruleset import Ruleset
 
@@ -52,6 +53,9 @@ class TraceState:
     # SET --add-set/--del-set done in this trace: set name → {element key:
     # present}; set lookups later in the same trace see them.
     set_changes: dict[str, dict[tuple[Any, ...], bool]] = field(default_factory=dict)
+    # Confirmed conntrack entries, carried from packet to packet of a
+    # conversation (netviz/engine/conversation.py); empty for one packet.
+    conntrack: ConntrackTable = field(default_factory=ConntrackTable)
     # False walks every rule one by one (netviz/engine/index.py is not used);
     # the hops are the same either way.
     use_index: bool = True

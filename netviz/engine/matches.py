@@ -895,10 +895,16 @@ def _ct_option(opt: Option) -> Checker:
             maybe: set[str] = set()
             if ct.confirmed:
                 have.add("CONFIRMED")
-            if ct.state == "ESTABLISHED":
+            if ct.entry_id:
+                # An entry of the conversation's conntrack table: its bits are known.
+                if ct.seen_reply:
+                    have.add("SEEN_REPLY")
+                if ct.assured:
+                    have.add("ASSURED")
+            elif ct.state == "ESTABLISHED":
                 have.update({"SEEN_REPLY", "CONFIRMED"})
                 maybe.add("ASSURED")  # depends on the protocol's progress
-            if ct.state == "RELATED":
+            if ct.state == "RELATED" and not ct.entry_id:
                 maybe.add("EXPECTED")  # helper expectation or ICMP error
             hit = bool(wanted & have)
             if not hit and wanted & maybe:

@@ -104,6 +104,14 @@ class Conntrack:
     confirmed: bool = False
     helper: str | None = None
     direction: str = "ORIGINAL"
+    # -- the entry in the conntrack table (netviz/engine/conntrack.py) --
+    entry_id: int = 0  # 0: not in a table (a declared or template entry)
+    proto: int | None = None
+    icmp_type: int | None = None  # the original direction's ICMP type
+    seen_reply: bool = False  # IPS_SEEN_REPLY
+    # IPS_ASSURED; None when the scenario declared the entry and cannot say.
+    assured: bool | None = False
+    tcp_state: str | None = None  # SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT…
     # A CT-target template (raw table, before conntrack ran): zero tuple,
     # state NEW, status TEMPLATE|CONFIRMED (xt_ct_tg_check), no accounting.
     template: bool = False

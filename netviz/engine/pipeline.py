@@ -19,6 +19,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from .conntrack import new_tcp_state, status_words, track
 from .context import EvalContext, Result, TraceState
 from .hooks import HOOKS, NAT_MANIP, HookEntry, hook_order
 from .host import REJECT_TYPES, Host
@@ -32,11 +33,12 @@ from .packet import (
     Conntrack,
     Packet,
     parse_address,
+    proto_name,
     proto_number,
 )
 from .ruleset import Chain, Family, Rule, Ruleset
 from .targets import apply_target
-from .trace import Step, StepKind, Trace
+from .trace import Step, StepKind, Trace, fate_of
 
 # nf_tables' jump stack; the loader refuses deeper nesting and loops
 # (limits.check_chain_graph), so a deeper walk means a ruleset that did not
@@ -223,6 +225,10 @@ class _Walker:
             hook: hook_order(hook, tables, nft.entries.get(hook, ()) if nft else (), ct_seq) for hook in HOOKS
         }
         self.budget = state.max_steps
+        # (how, the packet as it was) when a REJECT or a failed route lookup
+        # answered the packet with an RST or ICMP error.
+        self.reject: tuple[str, Packet] | None = None
+        self.related_depth = 0
 
     # -- the three paths ---------------------------------------------------
 
@@ -237,6 +243,16 @@ class _Walker:
                     "add it to the host profile or pick another input interface"
                 )
             path, verdict, packet = self._arriving(packet)
+        self._confirm(packet, verdict)
+        related = None
+        answer = None
+        if self.reject is not None and verdict == "DROP":
+            how, rejected = self.reject
+            answer = answer_packet(how, rejected, self._answer_source(rejected))
+        if answer is not None and self.related_depth == 0:
+            sub = _Walker(self.ruleset, self.host, self.state)
+            sub.related_depth = self.related_depth + 1
+            related = sub.run(answer)
         return Trace(
             packet_in=packet_in,
             steps=tuple(self.steps),
@@ -248,7 +264,34 @@ class _Walker:
             statistic=tuple(self.state.statistic_seen),
             hooks=tuple(self.hooks),
             seed=self.state.seed,
+            fate=fate_of(verdict, self.reject[0] if self.reject else None, self.fate_step, path),
+            related=related,
         )
+
+    def _answer_source(self, rejected: Packet) -> Any:
+        # icmp_send(): the rejected packet's own destination when it was
+        # for this host (RTCF_LOCAL), else the source the route back to
+        # the sender prefers.
+        if self.host.is_local(rejected.dst):
+            return rejected.dst
+        back = self.host.route(rejected.src)
+        if back.prefsrc is not None:
+            return back.prefsrc
+        return self.host.select_source(back.dev or "", rejected.family, towards=rejected.src)
+
+    def _confirm(self, packet: Packet, verdict: str) -> None:
+        """nf_conntrack_confirm() at the end of POSTROUTING/INPUT puts a new
+        entry in the table; an entry already there keeps what this packet
+        changed (its mark) whatever the packet's fate."""
+        ct = packet.ct
+        if ct is None or not ct.entry_id or ct.state in ("INVALID", "UNTRACKED"):
+            return
+        table = self.state.conntrack
+        # __nf_conntrack_confirm() only inserts for an original-direction
+        # packet: an RST or ICMP error about an unconfirmed entry does not.
+        new_entry = verdict == "ACCEPT" and not ct.confirmed and ct.state != "RELATED"
+        if ct.entry_id in table.entries or new_entry:
+            table.store(replace(ct, dnat_done=True, snat_done=True))
 
     def _arriving(self, packet: Packet) -> tuple[str, str, Packet]:
         # skb->pkt_type is fixed by the link-layer destination on arrival;
@@ -323,6 +366,7 @@ class _Walker:
         if packet.ct is not None and packet.ct.state not in ("UNTRACKED", "INVALID"):
             # nf_conntrack_confirm() ran at the end of POSTROUTING: the entry
             # coming back in on lo is CONFIRMED (-m conntrack --ctstatus).
+            self._confirm(packet, "ACCEPT")
             packet = packet.with_(ct=dataclasses.replace(packet.ct, confirmed=True))
         verdict, packet = self._hook("PREROUTING", packet)
         if verdict != "ACCEPT":
@@ -362,6 +406,10 @@ class _Walker:
             return None, packet
         if route.kind != "unicast" or not route.dev:
             self._drop(packet, f"routing decision: {packet.dst} is {route.kind}: dropped (no FORWARD)")
+            # ip_error(): the sender is told, except for a blackhole route.
+            how = {"prohibit": "route-prohibit", "unreachable": "route-unreachable" if route.route is not None else "route-none"}
+            if route.kind in how:
+                self.reject = (how[route.kind], packet)
             return None, packet
         reason = self._validate_source(packet, oif=route.dev)
         if reason:
@@ -549,7 +597,9 @@ class _Walker:
         """The NAT hook: its nat chains, for a packet whose entry has no
         binding of this hook's manip type yet (nf_nat_inet_fn)."""
         if not self._nat_consulted(hook, packet):
-            return "ACCEPT", packet
+            # The nat chains are not run, but the nat hook still applies
+            # the connection's bindings (nf_nat_packet).
+            return "ACCEPT", self._apply_binding(hook, packet)
         manip = NAT_MANIP[hook]
         for member in entry.members:
             verdict, packet = self._run_entry(hook, member, packet)
@@ -560,7 +610,7 @@ class _Walker:
             ct = packet.ct
             if ct is not None and (ct.dnat_done if manip == "dst" else ct.snat_done):
                 break
-        return "ACCEPT", self._bind_nat(hook, packet)
+        return "ACCEPT", self._apply_binding(hook, self._bind_nat(hook, packet))
 
     def _run_entry(self, hook: str, entry: HookEntry, packet: Packet) -> tuple[str, Packet]:
         if entry.kind == "table":
@@ -605,6 +655,33 @@ class _Walker:
                 )
             )
             return packet
+        zone = _template_zone(packet)
+        found = self.state.conntrack.find(packet, zone)
+        if found is not None and packet.ctstate_in == "NEW":
+            entry, direction = found
+            tracked = track(entry, packet, direction)
+            if tracked.reopen:
+                self.state.conntrack.remove(entry.entry_id)
+                self.steps.append(Step(kind=StepKind.CONNTRACK, hook=hook, text=tracked.note, packet=packet))
+            else:
+                if tracked.entry is None:
+                    self.state.conntrack.remove(entry.entry_id)
+                else:
+                    # The entry is shared: its new TCP state and SEEN_REPLY
+                    # stay even if this packet is dropped later.
+                    self.state.conntrack.store(tracked.entry)
+                packet = packet.with_(ct=tracked.ct)
+                ct = tracked.ct
+                if ct.state == "INVALID":
+                    text = "conntrack: INVALID (the packet does not fit its connection's state)"
+                else:
+                    status = ",".join(status_words(ct)) or "none"
+                    text = (f"conntrack: {ct.state} ({ct.direction.lower()} direction of an existing entry; "
+                            f"status {status})")
+                self.steps.append(
+                    Step(kind=StepKind.CONNTRACK, hook=hook, text=text, note=tracked.note, packet=packet)
+                )
+                return packet
         state = packet.ctstate_in
         note = ""
         if state == "NEW":
@@ -612,6 +689,7 @@ class _Walker:
             if invalid:
                 state = "INVALID"
                 note = invalid
+        declared = state not in ("NEW", "INVALID")
         ct = Conntrack(
             state=state,
             orig_src=packet.src,
@@ -623,10 +701,18 @@ class _Walker:
             reply_sport=packet.dport,
             reply_dport=packet.sport,
             mark=0,
+            zone=zone,
             # Entries that exist already carry their bindings; the scenario
             # cannot say what they are, so they are taken as identity.
             dnat_done=state not in ("NEW", "RELATED"),
             snat_done=state not in ("NEW", "RELATED"),
+            entry_id=self.state.conntrack.new_id() if state == "NEW" else 0,
+            proto=packet.proto,
+            icmp_type=packet.icmp_type,
+            tcp_state=new_tcp_state(packet) if state == "NEW" else None,
+            # A declared entry's status bits are inferred from its state
+            # (matches.py --ctstatus).
+            assured=None if declared else False,
         )
         packet = packet.with_(ct=ct)
         text = f"conntrack: {state}"
@@ -648,6 +734,10 @@ class _Walker:
         elif ct is None or ct.state in ("INVALID", "UNTRACKED"):
             state = ct.state if ct else "INVALID"
             reason = f"nat {hook} not consulted: the packet is {state} (no conntrack entry to bind)"
+        elif ct.state == "RELATED" and packet.get_extra("embedded") is not None:
+            # nf_nat_ipv4_fn(): an ICMP error RELATED to a connection is only
+            # translated (nf_nat_icmp_reply_translation), never run through nat.
+            reason = f"nat {hook} not consulted: an ICMP error about a connection only gets its NAT bindings"
         elif ct.state not in ("NEW", "RELATED"):
             reason = f"nat {hook} not consulted: {ct.state} packets reuse the connection's NAT binding"
         elif (manip == "dst" and ct.dnat_done) or (manip == "src" and ct.snat_done):
@@ -658,6 +748,85 @@ class _Walker:
             )
             return False
         return True
+
+    def _apply_binding(self, hook: str, packet: Packet) -> Packet:
+        """nf_nat_packet(): rewrite the packet by the connection's bindings.
+
+        The hook's manip type (DST at PREROUTING/OUTPUT, SRC at INPUT/
+        POSTROUTING) is applied forward to original packets and swapped for
+        replies: un-SNAT of a reply at PREROUTING/OUTPUT, un-DNAT at
+        POSTROUTING/INPUT.  The packet is made to match the other
+        direction's tuple, inverted (nf_nat_manip_pkt)."""
+        ct = packet.ct
+        if ct is None or ct.template or ct.state in ("INVALID", "UNTRACKED"):
+            return packet
+        manip = NAT_MANIP[hook]
+        reply = ct.direction == "REPLY"
+        if manip == "dst":
+            needed, word = (ct.is_snat, "un-SNAT") if reply else (ct.is_dnat, "DNAT")
+        else:
+            needed, word = (ct.is_dnat, "un-DNAT") if reply else (ct.is_snat, "SNAT")
+        if not needed:
+            return packet
+        # The other direction's tuple, inverted: (src, dst, sport, dport).
+        if reply:
+            target = (ct.orig_dst, ct.orig_src, ct.orig_dport, ct.orig_sport)
+        else:
+            target = (ct.reply_dst, ct.reply_src, ct.reply_dport, ct.reply_sport)
+        embedded = packet.get_extra("embedded")
+        if embedded is not None:
+            return self._translate_icmp_error(hook, packet, manip, target, word)
+        if manip == "dst":
+            new = packet.with_(dst=target[1], dport=target[3] if packet.has_ports else packet.dport)
+            old_text, new_text = _endpoint(packet.dst, packet.dport, packet), _endpoint(new.dst, new.dport, new)
+            what = "destination"
+        else:
+            new = packet.with_(src=target[0], sport=target[2] if packet.has_ports else packet.sport)
+            old_text, new_text = _endpoint(packet.src, packet.sport, packet), _endpoint(new.src, new.sport, new)
+            what = "source"
+        if new == packet:
+            return packet
+        self.steps.append(Step(
+            kind=StepKind.CONNTRACK, hook=hook, table="nat", chain=hook,
+            text=f"nat {hook}: the connection's binding applies ({word}): {what} {old_text} → {new_text}",
+            note="no nat chain runs after a connection's first packet; the binding made then is applied here",
+            packet=new,
+        ))
+        return new
+
+    def _translate_icmp_error(self, hook: str, packet: Packet, manip: str,
+                              target: tuple[Any, Any, Any, Any], word: str) -> Packet:
+        # nf_nat_icmp_reply_translation(): the quoted header gets the other
+        # manip (so it reads as the packet its sender sent), the outer
+        # header this manip (addresses only).
+        ct = packet.ct
+        assert ct is not None
+        quoted = dict(packet.get_extra("embedded"))
+        if ct.direction == "REPLY":
+            inner = (ct.orig_src, ct.orig_dst, ct.orig_sport, ct.orig_dport)
+        else:
+            inner = (ct.reply_src, ct.reply_dst, ct.reply_sport, ct.reply_dport)
+        if manip == "dst":
+            quoted["src"] = str(inner[0])
+            if "sport" in quoted:
+                quoted["sport"] = inner[2]
+            new = packet.with_(dst=target[1])
+        else:
+            quoted["dst"] = str(inner[1])
+            if "dport" in quoted:
+                quoted["dport"] = inner[3]
+            new = packet.with_(src=target[0])
+        extra = tuple((k, v) if k != "embedded" else (k, tuple(sorted(quoted.items()))) for k, v in packet.extra)
+        new = new.with_(extra=extra)
+        if new == packet:
+            return packet
+        self.steps.append(Step(
+            kind=StepKind.CONNTRACK, hook=hook, table="nat", chain=hook,
+            text=f"nat {hook}: the connection's binding applies to the ICMP error and the header it quotes ({word}): "
+                 f"{packet.src} → {packet.dst} becomes {new.src} → {new.dst}",
+            packet=new,
+        ))
+        return new
 
     @staticmethod
     def _bind_nat(hook: str, packet: Packet) -> Packet:
@@ -790,6 +959,10 @@ class _Walker:
                 return _TableRun("ACCEPT", packet)
             # DROP, REJECT, QUEUE (no userspace here): the packet is gone.
             self.fate_step = self.steps[-1]
+            if target.name == "REJECT":
+                opt = target.option("--reject-with")
+                default = "icmp6-port-unreachable" if packet.family is Family.IPV6 else "icmp-port-unreachable"
+                self.reject = (opt.value if opt is not None else default, packet)
             return _TableRun("DROP", packet)
 
     def _policy(self, hook: str, table: str, base: Chain, packet: Packet, depth: int) -> _TableRun:
@@ -901,6 +1074,17 @@ def conntrack_enabled(ruleset: Ruleset) -> bool:
     return False
 
 
+def _endpoint(addr: Any, port: int | None, packet: Packet) -> str:
+    text = f"[{addr}]" if addr.version == 6 and packet.has_ports else str(addr)
+    return f"{text}:{port}" if packet.has_ports and port is not None else text
+
+
+def _template_zone(packet: Packet) -> int:
+    # CT --zone in raw: the entry is created (and looked up) in that zone.
+    zone = str(packet.get_extra("ct_template") or "0")
+    return int(zone) if zone.isdigit() else 0
+
+
 def _new_is_invalid(packet: Packet) -> str:
     """Why conntrack would not start a connection with this packet ("" if it would)."""
     if packet.proto == 6:
@@ -924,3 +1108,61 @@ def _new_is_invalid(packet: Packet) -> str:
     if packet.proto == 58 and packet.icmp_type not in (128, 139):
         return f"conntrack: ICMPv6 type {packet.icmp_type} cannot start a connection, so it is INVALID"
     return ""
+
+
+# --reject-with → (ICMP type, code); IPv6 types from icmp6_send().
+REJECT_ICMP = {
+    "icmp-net-unreachable": (3, 0), "icmp-host-unreachable": (3, 1),
+    "icmp-proto-unreachable": (3, 2), "icmp-port-unreachable": (3, 3),
+    "icmp-net-prohibited": (3, 9), "icmp-host-prohibited": (3, 10),
+    "icmp-admin-prohibited": (3, 13),
+    "icmp6-no-route": (1, 0), "no-route": (1, 0), "icmp6-adm-prohibited": (1, 1),
+    "adm-prohibited": (1, 1), "icmp6-addr-unreachable": (1, 3), "addr-unreach": (1, 3),
+    "icmp6-port-unreachable": (1, 4), "port-unreach": (1, 4),
+    # ip_error(): no route, an `unreachable` route, a `prohibit` route.
+    "route-none": (3, 0), "route-unreachable": (3, 1), "route-prohibit": (3, 13),
+}
+REJECT_ICMP6_ROUTE = {"route-none": (1, 0), "route-unreachable": (1, 3), "route-prohibit": (1, 1)}
+
+
+def answer_packet(how: str, packet: Packet, src: Any = None) -> Packet | None:
+    """The RST or ICMP error the host sends back for a rejected packet
+    (nf_send_reset(), nf_send_unreach() → icmp_send(), ip_error()),
+    carrying the rejected packet's conntrack entry as RELATED in the other
+    direction (nf_ct_attach / the ICMP error's lookup)."""
+    ct = packet.ct
+    related = None
+    if ct is not None and not ct.template and ct.state not in ("INVALID", "UNTRACKED"):
+        back = "ORIGINAL" if ct.direction == "REPLY" else "REPLY"
+        related = replace(ct, state="RELATED", direction=back)
+    v6 = packet.family is Family.IPV6
+    if how == "tcp-reset":
+        # nf_send_reset(): never answers an RST; ACKs the segment when it
+        # carried no ACK itself.
+        if packet.proto != 6 or "RST" in packet.tcp_flags:
+            return None
+        flags = frozenset({"RST"}) if "ACK" in packet.tcp_flags else frozenset({"RST", "ACK"})
+        return Packet(
+            family=packet.family, proto=6, src=packet.dst, dst=packet.src,
+            sport=packet.dport, dport=packet.sport, tcp_flags=flags,
+            length=60 if v6 else 40, ct=related, ctstate_in="NEW" if related is None else "RELATED",
+        )
+    kind = (REJECT_ICMP6_ROUTE.get(how) if v6 else None) or REJECT_ICMP.get(how)
+    if kind is None:
+        return None
+    # icmp_send(): never about an ICMP error, nor about a multicast/broadcast.
+    errors = (1, 2, 3, 4, 135, 136, 137) if v6 else (3, 4, 5, 11, 12)
+    if packet.proto in (1, 58) and (packet.icmp_type in errors if v6 else packet.icmp_type in errors):
+        if (packet.proto == 58) == v6:
+            return None
+    if packet.dst.is_multicast:
+        return None
+    quoted = tuple(sorted({"proto": proto_name(packet.proto), **packet.header()}.items()))
+    room = 1280 - 48 if v6 else 576 - 28
+    return Packet(
+        family=packet.family, proto=58 if v6 else 1, src=src if src is not None else packet.dst,
+        dst=packet.src, tcp_flags=frozenset(), icmp_type=kind[0], icmp_code=kind[1],
+        length=(48 if v6 else 28) + min(packet.length, room), tos=0 if v6 else 0xC0,
+        ct=related, ctstate_in="NEW" if related is None else "RELATED",
+        extra=(("embedded", quoted),),
+    )

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 from .context import Result
-from .packet import Packet
+from .packet import Packet, proto_name
 
 
 class StepKind(str, Enum):
@@ -59,6 +59,61 @@ class Step:
         return {**head, "table": self.table, "chain": self.chain, "rule": self.rule, "verdict": self.verdict}
 
 
+# What the sender's socket reports for an ICMP error (icmp_err_convert[],
+# icmpv6_err_convert()), in its strerror() words.
+_ICMP_WORDS = {
+    (3, 0): "network is unreachable", (3, 1): "no route to host",
+    (3, 2): "protocol not available", (3, 3): "connection refused",
+    (3, 9): "network is unreachable", (3, 10): "no route to host",
+    (3, 13): "no route to host",
+    (1, 0): "network is unreachable", (1, 1): "permission denied",
+    (1, 3): "no route to host", (1, 4): "connection refused",
+}
+
+
+@dataclass(frozen=True)
+class Fate:
+    """The packet's fate in the sender's words, beside the kernel's DROP."""
+
+    verdict: str  # ACCEPT or DROP, as Trace.verdict
+    # REJECT (a rule answered), DROP (a rule or policy dropped silently),
+    # ROUTE (the routing decision answered with an ICMP error), None
+    # (accepted, or dropped by something else).
+    target: str | None
+    reject_with: str | None = None  # --reject-with value, or the route error
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "target": self.target, "reject_with": self.reject_with,
+                "icmp_type": self.icmp_type, "icmp_code": self.icmp_code, "summary": self.summary}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fate:
+        return cls(data["verdict"], data.get("target"), data.get("reject_with"),
+                   data.get("icmp_type"), data.get("icmp_code"), data.get("summary", ""))
+
+
+def fate_of(verdict: str, reject_with: str | None, fate_step: Step | None, path: str) -> Fate:
+    from .pipeline import REJECT_ICMP  # the table lives with the code that sends the error
+
+    if verdict != "DROP":
+        return Fate(verdict, None, summary="delivered" if path in ("input", "output-local") else "sent on")
+    if reject_with == "tcp-reset":
+        return Fate(verdict, "REJECT", reject_with,
+                    summary="connection refused (the host answers with a TCP RST)")
+    if reject_with is not None and reject_with in REJECT_ICMP:
+        icmp_type, code = REJECT_ICMP[reject_with]
+        target = "ROUTE" if reject_with.startswith("route-") else "REJECT"
+        words = _ICMP_WORDS.get((icmp_type, code), "an ICMP error")
+        family = "ICMPv6" if icmp_type == 1 else "ICMP"
+        return Fate(verdict, target, reject_with, icmp_type, code,
+                    f"{words} ({family} type {icmp_type} code {code} from {reject_with})")
+    target = "DROP" if fate_step is not None and fate_step.kind in (StepKind.RULE, StepKind.POLICY) else None
+    return Fate(verdict, target, summary="the client sees a timeout (dropped without an answer)")
+
+
 @dataclass(frozen=True)
 class Trace:
     packet_in: Packet
@@ -74,6 +129,10 @@ class Trace:
     statistic: tuple[tuple[str, str, int, float, bool], ...] = ()
     hooks: tuple[str, ...] = ()  # hooks traversed, in order
     seed: int = 0
+    fate: Fate | None = None
+    # The RST or ICMP error the host sent back (REJECT, no route), traced
+    # through OUTPUT and POSTROUTING as the RELATED packet it is.
+    related: Trace | None = None
 
     def hops(self) -> list[dict[str, Any]]:
         return [s.hop() for s in self.steps if s.is_hop]
@@ -96,7 +155,32 @@ class Trace:
                 for (t, c, r, p, m) in self.statistic
             ],
             "seed": self.seed,
+            "fate": self.fate.to_dict() if self.fate else None,
+            "related": self.related.packet_dict() if self.related else None,
             "steps": [step_to_dict(s) for s in self.steps],
+        }
+
+    def ctstate(self) -> str | None:
+        """The packet's ctstate as the chains after conntrack saw it (None:
+        conntrack is not active, or the packet never reached it)."""
+        ct = self.packet_out.ct
+        return ct.state if ct is not None else None
+
+    def packet_dict(self) -> dict[str, Any]:
+        """One packet of a conversation, in scenario-v2 §3 shape."""
+        out = self.packet_out
+        header: dict[str, Any] = {"proto": proto_name(out.proto), **out.header()}
+        if out.proto == 6:
+            header["tcp_flags"] = out.to_dict()["tcp_flags"]
+        quoted = out.get_extra("embedded")
+        if quoted is not None:
+            header["quoted"] = dict(quoted)
+        return {
+            "hops": self.hops(),
+            "verdict": self.verdict,
+            "packet_out": header,
+            "ctstate": self.ctstate(),
+            "fate": self.fate.to_dict() if self.fate else None,
         }
 
 
