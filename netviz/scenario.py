@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netviz.engine.conversation import validate_packets
+from netviz.engine.pipeline import PacketError
+
 PACKET_KEYS = frozenset(
     {
         "proto",
@@ -50,6 +53,8 @@ class Scenario:
     name: str = ""
     # scenario-v2 §2: `nft list ruleset` text or `nft -j list ruleset` JSON.
     nftables_text: str | None = None
+    # Later packets of the connection (scenario-v2 §3): [{"dir": "reply", …}].
+    packets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _text_or_file(value: Any, base_dir: Path | None, key: str) -> str | None:
@@ -88,6 +93,10 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Sc
     for key in ("proto", "src", "dst"):
         if key not in packet:
             raise ScenarioError(f"`packet.{key}` is required")
+    try:
+        packets = validate_packets(data.get("packets"))
+    except PacketError as exc:
+        raise ScenarioError(str(exc)) from exc
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise ScenarioError("`options` must be an object")
@@ -100,6 +109,7 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Sc
         options=options,
         name=str(data.get("name", "")),
         nftables_text=nftables_text,
+        packets=packets,
     )
 
 
@@ -127,6 +137,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     out["family"] = scenario.family
     out["host"] = scenario.host
     out["packet"] = scenario.packet
+    if scenario.packets:
+        out["packets"] = scenario.packets
     if scenario.options:
         out["options"] = scenario.options
     return out

@@ -16,6 +16,8 @@ from typing import Any
 from .conntrack import ICMP_REPLY_TYPE, ICMPV6_REPLY_TYPE, entry_text, status_words
 from .context import TraceState
 from .host import Host
+from .nft.evaluate import compile_nft
+from .nft.model import NftRuleset
 from .packet import Packet
 from .pipeline import PacketError, packet_from_dict, trace_packet
 from .ruleset import Family, Ruleset
@@ -90,6 +92,15 @@ class Conversation:
     def to_dict(self) -> dict[str, Any]:
         return {"packets": [p.to_dict() for p in self.packets]}
 
+    def trace_json(self) -> dict[str, Any]:
+        """`trace --json` of a conversation: part 1's keys for the first
+        packet, `packets` for the later ones (scenario-v2 §3)."""
+        out = self.first.to_dict()
+        out["ctstate"] = self.first.ctstate()
+        out["conntrack"] = self.packets[0].entry
+        out["packets"] = [p.to_dict() for p in self.packets[1:]]
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConversationRecord:
         """A stored conversation read back (the dicts, not the Trace objects:
@@ -104,6 +115,22 @@ class ConversationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"packets": list(self.packets)}
+
+
+def trace_conversation_scenario(scenario: Any, state: TraceState | None = None) -> Conversation:
+    """A scenario (pipeline.ScenarioLike with `packets`) traced as a conversation."""
+    from .nft.parse_json import parse_nft
+    from .parser import parse_ruleset
+    from .pipeline import state_from_options
+
+    family = Family(scenario.family or "ipv4")
+    ruleset = parse_ruleset(scenario.ruleset_text, scenario.ipsets_text, family=family)
+    if state is None:
+        state = state_from_options(getattr(scenario, "options", None) or {})
+    nft_text = getattr(scenario, "nftables_text", None)
+    return trace_conversation(ruleset, scenario.host or {}, scenario.packet,
+                              list(getattr(scenario, "packets", None) or []), family, state,
+                              nft=parse_nft(nft_text) if nft_text else None)
 
 
 def validate_packets(packets: Any) -> list[dict[str, Any]]:
@@ -133,14 +160,16 @@ def trace_conversation(
     packets: list[dict[str, Any]],
     family: Family | str = Family.IPV4,
     state: TraceState | None = None,
+    nft: NftRuleset | None = None,
 ) -> Conversation:
     family = Family(family)
+    compiled = compile_nft(nft, family)
     if not isinstance(host, Host):
         host = Host.from_dict(host, family)
     state = state or TraceState()
     later = validate_packets(packets)
     first_packet = packet_from_dict(first, family)
-    trace = trace_packet(ruleset, host, first_packet, state)
+    trace = trace_packet(ruleset, host, first_packet, state, nft=compiled)
     out = [ConversationPacket(0, "original", dict(first), trace, entry=_entry(trace, state))]
     dropped = 0 if trace.verdict != "ACCEPT" else None
     for i, spec in enumerate(later, start=1):
@@ -148,7 +177,7 @@ def trace_conversation(
             out.append(ConversationPacket(i, spec["dir"], spec, None, f"packet {dropped + 1} was dropped"))
             continue
         packet = later_packet(first, first_packet, trace, spec, family)
-        later_trace = trace_packet(ruleset, host, packet, state)
+        later_trace = trace_packet(ruleset, host, packet, state, nft=compiled)
         out.append(ConversationPacket(i, spec["dir"], spec, later_trace, entry=_entry(later_trace, state)))
         if later_trace.verdict != "ACCEPT":
             dropped = i

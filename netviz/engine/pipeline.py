@@ -250,7 +250,7 @@ class _Walker:
             how, rejected = self.reject
             answer = answer_packet(how, rejected, self._answer_source(rejected))
         if answer is not None and self.related_depth == 0:
-            sub = _Walker(self.ruleset, self.host, self.state)
+            sub = _Walker(self.ruleset, self.host, self.state, self.nft)
             sub.related_depth = self.related_depth + 1
             related = sub.run(answer)
         return Trace(
@@ -1151,10 +1151,9 @@ def answer_packet(how: str, packet: Packet, src: Any = None) -> Packet | None:
     if kind is None:
         return None
     # icmp_send(): never about an ICMP error, nor about a multicast/broadcast.
-    errors = (1, 2, 3, 4, 135, 136, 137) if v6 else (3, 4, 5, 11, 12)
-    if packet.proto in (1, 58) and (packet.icmp_type in errors if v6 else packet.icmp_type in errors):
-        if (packet.proto == 58) == v6:
-            return None
+    errors = (1, 2, 3, 4, 137) if v6 else (3, 4, 5, 11, 12)
+    if packet.proto == (58 if v6 else 1) and packet.icmp_type in errors:
+        return None
     if packet.dst.is_multicast:
         return None
     quoted = tuple(sorted({"proto": proto_name(packet.proto), **packet.header()}.items()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .context import Result
 from .packet import TCP_FLAG_LETTERS, Packet, proto_name
@@ -37,6 +37,10 @@ class Change:
 
     def text(self) -> str:
         return f"{self.field} {self.before} → {self.after}"
+
+
+if TYPE_CHECKING:
+    from .conversation import Conversation
 
 
 def _addr_port(addr: object, port: int | None) -> str:
@@ -317,6 +321,8 @@ def render_text(trace: Trace, ruleset: Ruleset | None = None) -> str:
 
     add("")
     add(f"Verdict:    {verdict_words(trace)}")
+    if trace.fate is not None and trace.verdict == "DROP":
+        add(f"Fate:       {trace.fate.summary}")
     add(f"Packet out: {packet_line(trace.packet_out)}")
     changes = packet_changes(trace.packet_in, trace.packet_out)
     if changes:
@@ -587,3 +593,23 @@ def clause_rows(rule: Rule, step: Step) -> list[ClauseRow]:
         ]
         rows.append(ClauseRow("", step.clause or "(rule)", step.result.value, step.reason))
     return rows
+
+
+def render_conversation_text(conv: Conversation, ruleset: Ruleset | None = None) -> str:
+    """Every packet of a conversation, each with the conntrack entry after it."""
+    parts: list[str] = []
+    for cp in conv.packets:
+        title = "first packet" if cp.index == 0 else f"packet {cp.index + 1} ({cp.dir})"
+        parts.append(f"=== {title} ===")
+        if cp.trace is None:
+            parts.append(f"not sent: {cp.not_sent}\n")
+            continue
+        parts.append(render_text(cp.trace, ruleset).rstrip("\n"))
+        parts.append(f"ctstate:    {cp.ctstate or '-'}" + (f" ({cp.ctdir})" if cp.ctdir else ""))
+        parts.append(f"conntrack:  {cp.entry or '(no entry)'}")
+        related = cp.trace.related
+        if related is not None:
+            parts.append("--- the host's answer (RELATED) ---")
+            parts.append(render_text(related, ruleset).rstrip("\n"))
+        parts.append("")
+    return "\n".join(parts) + "\n"

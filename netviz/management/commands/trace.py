@@ -12,12 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from netviz.engine.conversation import trace_conversation
 from netviz.engine.nft.model import NftParseError
 from netviz.engine.nft.parse_json import parse_nft
 from netviz.engine.packetspec import PacketSpecError, parse_packet_spec
 from netviz.engine.parser import ParseError, parse_ruleset
 from netviz.engine.pipeline import state_from_options, trace_dicts
-from netviz.engine.report import render_text
+from netviz.engine.report import render_conversation_text, render_text
 from netviz.engine.ruleset import Family
 from netviz.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
 from netviz.snapshots import SnapshotError, snapshot_scenario
@@ -67,9 +68,19 @@ class Command(BaseCommand):
         if opts["seed"] is not None:
             options["seed"] = opts["seed"]
         try:
-            trace = trace_dicts(ruleset, scenario.host, scenario.packet, family, state_from_options(options), nft=nft)
+            if scenario.packets:
+                conv = trace_conversation(ruleset, scenario.host, scenario.packet, scenario.packets,
+                                          family, state_from_options(options), nft=nft)
+            else:
+                trace = trace_dicts(ruleset, scenario.host, scenario.packet, family, state_from_options(options), nft=nft)
         except ValueError as exc:  # a bad host profile or packet (PacketError is one)
             raise CommandError(str(exc)) from exc
+        if scenario.packets:
+            if opts["json"]:
+                self.stdout.write(json.dumps(conv.trace_json(), indent=1))
+            else:
+                self.stdout.write(render_conversation_text(conv, ruleset))
+            return
         if opts["json"]:
             self.stdout.write(json.dumps(trace.to_dict(), indent=1))
         else:
