@@ -80,6 +80,8 @@ class KernelPacket:
     dir: str
     trace: KernelTrace | None
     not_sent: str = ""
+    # The RST or ICMP error the host sent back about this packet.
+    related: KernelTrace | None = None
 
 
 @dataclass
@@ -184,14 +186,13 @@ def replay_conversation(scenario: ScenarioLike | dict[str, Any], timeout: float 
     later = list(getattr(sc, "packets", None) or [])
     _check_supported(pkt, later)
     first = replay(sc, timeout=timeout)
-    out = [KernelPacket("original", first)]
-    if first.verdict != "ACCEPT" or not later:
-        return out + [KernelPacket(p["dir"], None, "packet 1 was dropped") for p in later]
-    local = any(f" {TRACE_TABLE} fin_in " in line for line in first.raw)
-    last = first.packets[-1] if first.packets else {}
-    server = {"addr": last.get("daddr"), "port": last.get("dport"), "oif": None if local else last.get("oif")}
-    if not server["addr"]:
-        raise ReplayError("the kernel showed no header for the first packet")
+    server: dict[str, Any] | None = None
+    if first.verdict == "ACCEPT":
+        local = any(f" {TRACE_TABLE} fin_in " in line for line in first.raw)
+        last = first.packets[-1] if first.packets else {}
+        server = {"addr": last.get("daddr"), "port": last.get("dport"), "oif": None if local else last.get("oif")}
+        if not server["addr"]:
+            raise ReplayError("the kernel showed no header for the first packet")
     return _run_conversation(sc, pkt, later, server, timeout)
 
 
@@ -247,7 +248,7 @@ def _setup_peer(iface: _Iface, addr: str) -> None:
 
 
 def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[str, Any]],
-                      server: dict[str, Any], timeout: float) -> list[KernelPacket]:
+                      server: dict[str, Any] | None, timeout: float) -> list[KernelPacket]:
     n = next(_counter)
     prefix = f"nvz-{os.getpid()}-{n}c"
     ifaces = [
@@ -272,7 +273,7 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
             _setup_peer(iface, pkt["src"])
             client_ns = iface.peer_ns
         server_ns = fw
-        if server["oif"]:
+        if server is not None and server["oif"]:
             iface = by_name.get(server["oif"])
             if iface is None:
                 raise ReplayUnsupported(f"the first packet leaves by {server['oif']}, not a replayable interface")
@@ -301,7 +302,7 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
         _wait_monitor(fw, env, lines, seen, deadline)
         srv = _Endpoint(server_ns, env)
         cli = _Endpoint(client_ns, env)
-        if proto in ("tcp", "udp"):
+        if proto in ("tcp", "udp") and server is not None:
             srv.do(op="listen", proto=proto, addr=server["addr"] if server["oif"] else "0.0.0.0",
                    port=server["port"])
         # The headers each direction starts with, as the senders put them on the wire.
@@ -325,7 +326,7 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
         used = idx
         first_pass = passes[idx]
         trace0 = _trace_of(first_pass, handles)
-        out.append(KernelPacket("original", trace0))
+        out.append(KernelPacket("original", trace0, related=_related(passes, idx, handles)))
         end = first_pass.last
         reply = {"src": end.get("daddr"), "dst": end.get("saddr"), "sport": end.get("dport"), "dport": end.get("sport")}
         dropped = 0 if trace0.verdict != "ACCEPT" else None
@@ -367,7 +368,7 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
                 continue
             used = idx
             trace = _trace_of(passes[idx], handles)
-            out.append(KernelPacket(spec["dir"], trace))
+            out.append(KernelPacket(spec["dir"], trace, related=_related(passes, idx, handles)))
             if trace.verdict != "ACCEPT":
                 dropped = i
         _stop(monitor)
@@ -380,6 +381,24 @@ def _events(lines: list[tuple[float, str]], seen: threading.Condition) -> list[_
     with seen:
         snapshot = [ln for _, ln in lines]
     return [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
+
+
+def _related(passes: list[_Pass], idx: int, handles: dict[tuple[str, str, int], tuple[str, int]]) -> KernelTrace | None:
+    """The host's RST or ICMP error about passes[idx], if it sent one."""
+    p = passes[idx]
+    if _trace_of(p, handles).verdict != "DROP":
+        return None
+    head = p.last
+    for q in passes[idx + 1:]:
+        h = q.head
+        if h.get("iif"):
+            continue  # only what the host itself sends
+        if h.get("proto") == "icmp" and h.get("icmp_type") == 3 and _addr_eq(h.get("daddr"), p.head.get("saddr")):
+            return _trace_of(q, handles)
+        if (h.get("flags", 0) & TCP_BITS["R"] and h.get("sport") == head.get("dport")
+                and h.get("dport") == head.get("sport")):
+            return _trace_of(q, handles)
+    return None
 
 
 def _find(passes: list[_Pass], after: int, want: dict[str, Any]) -> int | None:

@@ -66,6 +66,13 @@ def both(sc: Scenario) -> tuple[list[KernelPacket], Conversation]:
         diff = hops_diff(list(k.trace.hops), e.trace.hops())
         assert not diff, f"packet {i + 1} ({e.dir}) differs from the kernel:\n{diff}\n{raw}"
         assert k.trace.verdict == e.trace.verdict, f"packet {i + 1}\n{raw}"
+        related = e.trace.related
+        assert (k.related is None) == (related is None), f"packet {i + 1}: the host's answer\n{raw}"
+        if k.related is not None and related is not None:
+            diff = hops_diff(list(k.related.hops), related.hops())
+            assert not diff, f"packet {i + 1}: the host's answer differs:\n{diff}\n" + "\n".join(k.related.raw)
+            header = {k: v for k, v in related.packet_out.header().items() if not k.startswith("icmp_")}
+            assert k.related.packet_out == header, "\n".join(k.related.raw)
     return kernel, engine
 
 
@@ -106,7 +113,7 @@ def test_snat_forward_reply_is_un_snated_in_prerouting() -> None:
     # The reply is addressed to the MASQUERADE address (LOCAL in raw), then
     # un-SNATed before filter FORWARD sees it.
     assert kernel[1].trace is not None
-    assert list(kernel[1].trace.hops)[0] == H("raw", "PREROUTING", 1, "CONTINUE")
+    assert next(iter(kernel[1].trace.hops)) == H("raw", "PREROUTING", 1, "CONTINUE")
     assert engine.packets[1].trace is not None
     assert engine.packets[1].trace.packet_out.header()["dst"] == CLIENT
 
@@ -119,7 +126,7 @@ def test_established_before_drop_policy_on_input() -> None:
     """))
     sc = conv(ruleset, {"proto": "tcp", "src": CLIENT, "sport": 40003, "dst": LOCAL, "dport": 22, "in_iface": "eth0"},
               HANDSHAKE)
-    kernel, engine = both(sc)
+    _kernel, engine = both(sc)
     assert [p.ctstate for p in engine.packets] == ["NEW", "ESTABLISHED", "ESTABLISHED", "ESTABLISHED",
                                                    "ESTABLISHED", "ESTABLISHED"]
 
@@ -215,7 +222,7 @@ def test_redirect_on_output_to_a_local_listener() -> None:
         """),
     )
     sc = conv(ruleset, {"proto": "tcp", "src": LOCAL, "sport": 40009, "dst": VIP, "dport": 80}, HANDSHAKE[:4])
-    kernel, engine = both(sc)
+    _kernel, engine = both(sc)
     assert engine.packets[1].trace is not None
     assert engine.packets[1].trace.packet_out.header()["src"] == VIP
 
@@ -244,7 +251,7 @@ def test_udp_dns_through_a_kube_proxy_style_service() -> None:
     for packet in ({"proto": "udp", "src": CLIENT, "sport": 40010, "dst": VIP, "dport": 53, "in_iface": "eth0"},
                    {"proto": "udp", "src": LOCAL, "sport": 40011, "dst": VIP, "dport": 53}):
         sc = conv(ruleset, packet, [{"dir": "reply"}, {"dir": "original"}, {"dir": "reply"}])
-        kernel, engine = both(sc)
+        _kernel, engine = both(sc)
         assert engine.packets[1].trace is not None
         assert engine.packets[1].trace.packet_out.header()["src"] == VIP
         assert "ASSURED" not in engine.packets[3].entry
@@ -260,7 +267,7 @@ def test_icmp_echo_through_masquerade() -> None:
     )
     sc = conv(ruleset, {"proto": "icmp", "src": CLIENT, "dst": "203.0.113.7", "in_iface": "eth0"},
               [{"dir": "reply", "icmp_type": 0}, {"dir": "original", "icmp_type": 8}, {"dir": "reply", "icmp_type": 0}])
-    kernel, engine = both(sc)
+    _kernel, engine = both(sc)
     assert [p.ctstate for p in engine.packets] == ["NEW", "ESTABLISHED", "ESTABLISHED", "ESTABLISHED"]
 
 
@@ -270,6 +277,43 @@ def test_server_reset_closes_the_entry() -> None:
     """))
     sc = conv(ruleset, {"proto": "tcp", "src": CLIENT, "sport": 40012, "dst": SERVER, "dport": 80, "in_iface": "eth0"},
               [{"dir": "reply", "tcp_flags": "SA"}, {"dir": "reply", "tcp_flags": "RA"}])
-    kernel, engine = both(sc)
+    _kernel, engine = both(sc)
     assert engine.packets[2].ctstate == "ESTABLISHED"
     assert engine.packets[2].entry.startswith("tcp 6 CLOSE ")
+
+
+@pytest.mark.parametrize("how", ["icmp-port-unreachable", "icmp-host-prohibited", "tcp-reset"])
+def test_reject_in_forward_of_a_dnated_packet_answers_related(how: str) -> None:
+    proto = "tcp"
+    ruleset = rules(
+        table("nat", NAT, f"""
+            -A PREROUTING -d {VIP}/32 -p {proto} -j DNAT --to-destination {SERVER}:8080
+            -A POSTROUTING -p tcp -j LOG
+        """),
+        table("filter", FILTER_ACCEPT, f"""
+            -A FORWARD -p {proto} -j REJECT --reject-with {how}
+            -A OUTPUT -m conntrack --ctstate RELATED --ctdir REPLY -j LOG
+        """),
+    )
+    sc = conv(ruleset, {"proto": proto, "src": CLIENT, "sport": 40013, "dst": VIP, "dport": 80, "in_iface": "eth0"},
+              [{"dir": "reply", "tcp_flags": "SA"}])
+    kernel, engine = both(sc)
+    assert kernel[0].related is not None
+    assert H("filter", "OUTPUT", 1, "CONTINUE") in list(kernel[0].related.hops)
+    fate = engine.first.fate
+    assert fate is not None and fate.target == "REJECT"
+
+
+def test_udp_rejected_on_input_after_the_first_datagram() -> None:
+    ruleset = rules(
+        table("filter", {"INPUT": "ACCEPT", "FORWARD": "ACCEPT", "OUTPUT": "ACCEPT"}, """
+            -A INPUT -p udp -m conntrack --ctstate ESTABLISHED -j REJECT
+            -A OUTPUT -m conntrack --ctstate RELATED -j LOG
+        """),
+    )
+    sc = conv(ruleset, {"proto": "udp", "src": CLIENT, "sport": 40014, "dst": LOCAL, "dport": 53, "in_iface": "eth0"},
+              [{"dir": "reply"}, {"dir": "original"}])
+    kernel, engine = both(sc)
+    assert kernel[2].related is not None and engine.packets[2].trace is not None
+    assert engine.packets[2].trace.fate is not None
+    assert engine.packets[2].trace.fate.summary.startswith("connection refused")
