@@ -58,6 +58,7 @@ from .replay import (
     _trace_table,
     events_to_hops,
     kernel_available,
+    load_nft_listing,
     parse_event,
     parse_handles,
     parse_packet_line,
@@ -167,8 +168,11 @@ def _fits(head: dict[str, Any], want: dict[str, Any]) -> bool:
     return want.get("icmp_type") is None or head.get("icmp_type") == want["icmp_type"]
 
 
-def _trace_of(p: _Pass, handles: dict[tuple[str, str, int], tuple[str, int]]) -> KernelTrace:
-    hops, verdict = events_to_hops(p.events, handles)
+Handles = dict[tuple[str, str, int], tuple[str, int]]
+
+
+def _trace_of(p: _Pass, handles: Handles, nft_tables: frozenset[tuple[str, str]] = frozenset()) -> KernelTrace:
+    hops, verdict = events_to_hops(p.events, handles, nft_tables)
     packets = tuple({"table": ev.table, "chain": ev.chain, **parse_packet_line(ev.body)}
                     for ev in p.events if ev.kind == "packet")
     return KernelTrace(hops=hops, verdict=verdict, raw=tuple(ev.line for ev in p.events), packets=packets)
@@ -281,9 +285,11 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
             server_ns = iface.peer_ns
         if sc.ipsets_text and sc.ipsets_text.strip():
             _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(sc.ipsets_text))
-        _run(["ip", "netns", "exec", fw, "iptables-restore"], stdin=_ensure_nl(sc.ruleset_text))
+        _run(["ip", "netns", "exec", fw, "iptables-restore"], stdin=_ensure_nl(sc.ruleset_text or ""))
+        nft_tables = load_nft_listing(fw, getattr(sc, "nftables_text", None))
         _run(["ip", "netns", "exec", fw, "nft", "-f", "-"], stdin=_trace_table(False, 0, False))
         handles = parse_handles(_run(["ip", "netns", "exec", fw, "nft", "-a", "list", "ruleset"]))
+        tables = nft_tables
         monitor = subprocess.Popen(
             ["ip", "netns", "exec", fw, "stdbuf", "-oL", "nft", "-a", "monitor", "trace"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -325,8 +331,8 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
             raise ReplayError("the kernel never showed the conversation's first packet")
         used = idx
         first_pass = passes[idx]
-        trace0 = _trace_of(first_pass, handles)
-        out.append(KernelPacket("original", trace0, related=_related(passes, idx, handles)))
+        trace0 = _trace_of(first_pass, handles, tables)
+        out.append(KernelPacket("original", trace0, related=_related(passes, idx, handles, tables)))
         end = first_pass.last
         reply = {"src": end.get("daddr"), "dst": end.get("saddr"), "sport": end.get("dport"), "dport": end.get("sport")}
         dropped = 0 if trace0.verdict != "ACCEPT" else None
@@ -367,8 +373,8 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
                 dropped = i
                 continue
             used = idx
-            trace = _trace_of(passes[idx], handles)
-            out.append(KernelPacket(spec["dir"], trace, related=_related(passes, idx, handles)))
+            trace = _trace_of(passes[idx], handles, tables)
+            out.append(KernelPacket(spec["dir"], trace, related=_related(passes, idx, handles, tables)))
             if trace.verdict != "ACCEPT":
                 dropped = i
         _stop(monitor)
@@ -383,10 +389,11 @@ def _events(lines: list[tuple[float, str]], seen: threading.Condition) -> list[_
     return [ev for ev in (parse_event(ln) for ln in snapshot) if ev is not None]
 
 
-def _related(passes: list[_Pass], idx: int, handles: dict[tuple[str, str, int], tuple[str, int]]) -> KernelTrace | None:
+def _related(passes: list[_Pass], idx: int, handles: Handles,
+             tables: frozenset[tuple[str, str]]) -> KernelTrace | None:
     """The host's RST or ICMP error about passes[idx], if it sent one."""
     p = passes[idx]
-    if _trace_of(p, handles).verdict != "DROP":
+    if _trace_of(p, handles, tables).verdict != "DROP":
         return None
     head = p.last
     for q in passes[idx + 1:]:
@@ -394,10 +401,10 @@ def _related(passes: list[_Pass], idx: int, handles: dict[tuple[str, str, int], 
         if h.get("iif"):
             continue  # only what the host itself sends
         if h.get("proto") == "icmp" and h.get("icmp_type") == 3 and _addr_eq(h.get("daddr"), p.head.get("saddr")):
-            return _trace_of(q, handles)
+            return _trace_of(q, handles, tables)
         if (h.get("flags", 0) & TCP_BITS["R"] and h.get("sport") == head.get("dport")
                 and h.get("dport") == head.get("sport")):
-            return _trace_of(q, handles)
+            return _trace_of(q, handles, tables)
     return None
 
 
