@@ -36,6 +36,8 @@ KINDS: dict[str, type[models.Owned]] = {
 }
 SESSION_KEY = "netviz_shares"
 MAX_GRANTS = 200
+# Objects this browser made without an account: it alone may edit them.
+AUTHORED_KEY = "netviz_authored"
 
 
 def _user_pk(request: HttpRequest) -> int | None:
@@ -65,6 +67,37 @@ def owns(request: HttpRequest, obj: Any) -> bool:
         return True
     pk = _user_pk(request)
     return pk is not None and obj.owner_id == pk
+
+
+def mark_authored(request: HttpRequest, kind: Kind, obj: Any) -> None:
+    """Remember an object made without an account, so the browser that made
+    it can keep editing it (nobody else can: there is no owner to check)."""
+    session = getattr(request, "session", None)
+    if session is None or obj.owner_id is not None:
+        return
+    authored = [k for k in session.get(AUTHORED_KEY, []) if isinstance(k, str)]
+    authored.append(f"{kind}:{obj.pk}")
+    session[AUTHORED_KEY] = authored[-MAX_GRANTS:]
+
+
+def authored_pks(request: HttpRequest, kind: Kind) -> list[int]:
+    session = getattr(request, "session", None)
+    if session is None:
+        return []
+    out = []
+    for key in session.get(AUTHORED_KEY, []):
+        k, _, pk = str(key).partition(":")
+        if k == kind and pk.isdigit():
+            out.append(int(pk))
+    return out
+
+
+def can_edit(request: HttpRequest, kind: Kind, obj: Any) -> bool:
+    """May change the object's content: its owner and staff; an object made
+    without an account only by the browser that made it."""
+    if owns(request, obj):
+        return True
+    return obj.owner_id is None and obj.pk in authored_pks(request, kind)
 
 
 # --- share grants in the session ---------------------------------------------

@@ -406,9 +406,11 @@ def _render_saved(request: HttpRequest, saved: models.Comparison, shared: bool) 
 
 
 def _editable_lessons(request: HttpRequest) -> list[models.Lesson]:
+    # The lessons this request may edit (pages_lessons.can_edit).
+    mine = Q(owner=None, pk__in=access.authored_pks(request, "l"))
     if request.user.is_authenticated:
-        return list(models.Lesson.objects.filter(Q(owner=request.user) | Q(owner=None)))
-    return list(models.Lesson.objects.filter(owner=None))
+        mine |= Q(owner=request.user)
+    return list(models.Lesson.objects.filter(mine, slug=""))
 
 
 @require_GET

@@ -50,13 +50,11 @@ from netviz.web.pages_share import share_context
 
 
 def can_edit(request: HttpRequest, lesson: models.Lesson) -> bool:
-    # Shipped lessons (slug set) are read-only; an anonymous lesson (no
-    # accounts yet) is editable by anyone, an owner's only by its owner.
+    # Shipped lessons (slug set) are read-only; a lesson made without an
+    # account only for the browser that made it (access.can_edit).
     if lesson.slug:
         return False
-    if lesson.owner_id is None:
-        return True
-    return access.owns(request, lesson)
+    return access.can_edit(request, "l", lesson)
 
 
 def _lesson(request: HttpRequest, pk: int) -> models.Lesson:
@@ -301,6 +299,7 @@ def lesson_create(request: HttpRequest) -> HttpResponse:
     lesson.owner = user
     lesson.is_public = user is None
     lesson.save()
+    access.mark_authored(request, "l", lesson)
     return redirect("netviz:lesson", pk=lesson.pk)
 
 
@@ -378,6 +377,7 @@ def lesson_add_step(request: HttpRequest) -> HttpResponse:
                 title=(request.POST.get("title") or f"Lesson: {source}")[:200],
                 owner=user, is_public=user is None,
             )
+            access.mark_authored(request, "l", lesson)
         last = lesson.steps.aggregate(m=Max("position"))["m"]
         models.LessonStep.objects.create(
             lesson=lesson, position=0 if last is None else last + 1, title=str(source)[:200],

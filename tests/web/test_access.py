@@ -418,3 +418,70 @@ def test_a_share_link_holder_cannot_keep_a_private_host_profile(private: models.
     own = store.store_host(name="eve host", interfaces=HOST["interfaces"], routes=HOST["routes"], owner=eve)
     cmp = urlencode({"left": public.pk, "lhost": own.pk, "packet": SPEC})
     assert holder.post("/compare/save/", {"query": cmp}).status_code == 302
+
+
+def _edit_posts(lesson: models.Lesson) -> list[tuple[str, dict[str, str]]]:
+    step = lesson.steps.order_by("position").first()
+    assert step is not None
+    return [
+        (reverse("netviz:lesson_edit", args=[lesson.pk]), {"title": "retitled"}),
+        (f"/lessons/{lesson.pk}/steps/{step.pk}/edit/", {f"s{step.pk}-title": "x", f"s{step.pk}-notes": "x"}),
+        (f"/lessons/{lesson.pk}/steps/{step.pk}/move/", {"direction": "down"}),
+        (reverse("netviz:lesson_step_delete", args=[lesson.pk, step.pk]), {}),
+    ]
+
+
+@pytest.fixture
+def anonymous_lesson(private: models.Ruleset) -> tuple[Client, models.Lesson]:
+    """A lesson made without an account, by one browser."""
+    public = store.store_ruleset(name="public docker", source=demo_text("docker-host"))
+    author = Client()
+    author.post("/compare/save/", {"query": urlencode({"left": public.pk, "packet": SPEC}), "title": "anon-cmp"})
+    cmp = models.Comparison.objects.get(title="anon-cmp")
+    assert author.post("/lessons/add-step/", {"comparison": cmp.pk, "lesson": "", "title": "anon-lesson"}
+                       ).status_code == 302
+    author.post("/lessons/add-step/", {"comparison": cmp.pk,
+                                       "lesson": models.Lesson.objects.get(title="anon-lesson").pk})
+    lesson = models.Lesson.objects.get(title="anon-lesson")
+    assert lesson.owner is None and lesson.is_public and lesson.steps.count() == 2
+    return author, lesson
+
+
+def test_a_lesson_made_without_an_account_is_read_only_for_everyone_else(
+    anonymous_lesson: tuple[Client, models.Lesson], alice: Any, eve: Any
+) -> None:
+    author, lesson = anonymous_lesson
+    cmp = models.Comparison.objects.get(title="anon-cmp")
+    for client in (Client(), as_user(eve)):
+        page = client.get(reverse("netviz:lesson", args=[lesson.pk])).content.decode()
+        assert page.count("anon-lesson") and "move-up" not in page and "Add a step" not in page
+        assert reverse("netviz:lesson_edit", args=[lesson.pk]) not in page
+        for url, data in _edit_posts(lesson):
+            assert client.post(url, data).status_code == 404, url
+        assert client.post("/lessons/add-step/", {"comparison": cmp.pk, "lesson": lesson.pk}).status_code == 404
+        # Nor is it offered as a lesson to add to.
+        page = client.get(reverse("netviz:comparison", args=[cmp.pk])).content.decode()
+        assert f'<option value="{lesson.pk}">' not in page
+    lesson.refresh_from_db()
+    assert lesson.title == "anon-lesson" and lesson.steps.count() == 2
+    # The browser that made it still edits it.
+    page = author.get(reverse("netviz:lesson", args=[lesson.pk])).content.decode()
+    assert "move-up" in page
+    for url, data in _edit_posts(lesson):
+        assert author.post(url, data).status_code in (200, 302), url
+    assert lesson.steps.count() == 1
+
+
+def test_others_lessons_show_no_edit_controls(alice: Any, eve: Any, django_user_model: Any) -> None:
+    lesson = models.Lesson.objects.create(title="alice-public", owner=alice, is_public=True)
+    cmp = models.Comparison.objects.create(
+        left_ruleset=store.store_ruleset(name="p", source=demo_text("docker-host")),
+        right_ruleset=models.Ruleset.objects.get(name="p"), is_public=True, title="c")
+    models.LessonStep.objects.create(lesson=lesson, comparison=cmp)
+    for client in (Client(), as_user(eve)):
+        page = client.get(reverse("netviz:lesson", args=[lesson.pk])).content.decode()
+        assert "alice-public" in page and "move-up" not in page and "Add a step" not in page
+        for url, data in _edit_posts(lesson):
+            assert client.post(url, data).status_code == 404, url
+    staff = as_user(django_user_model.objects.create_user("sam", password="x", is_staff=True))
+    assert "move-up" in staff.get(reverse("netviz:lesson", args=[lesson.pk])).content.decode()

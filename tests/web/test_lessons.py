@@ -19,9 +19,11 @@ def shipped(db: None) -> list[models.Lesson]:
 
 
 @pytest.fixture
-def lesson(shipped: list[models.Lesson]) -> models.Lesson:
-    """An anonymous trainer's lesson with three comparison steps."""
-    mine = models.Lesson.objects.create(title="My class")
+def lesson(client: Client, shipped: list[models.Lesson]) -> models.Lesson:
+    """An anonymous trainer's lesson with three comparison steps, made in
+    `client`'s browser (the only one that may edit it)."""
+    client.post("/lessons/new/", {"title": "My class", "description": ""})
+    mine = models.Lesson.objects.get(title="My class")
     for n, c in enumerate(models.Comparison.objects.filter(is_demo=True).order_by("slug")[:3]):
         models.LessonStep.objects.create(lesson=mine, position=n, title=f"step {c.slug}", comparison=c)
     return mine
