@@ -38,3 +38,23 @@ def test_it_refuses_a_broken_listing(kernel: None, tmp_path: Path) -> None:
     bad.write_text("table inet t {\n\tchain c {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport frobnicate accept\n\t}\n}\n")
     with netns.namespace("nvz-demo-nft") as ns, pytest.raises(ReplayError):
         netns.in_ns(ns, ["nft", "-c", "-f", str(bad)])
+
+
+SCENARIOS = sorted(p for listing in LISTINGS for p in (listing.parent / "scenarios").glob("*.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+def test_the_demo_traces_agree_with_the_kernel(kernel: None, path: Path) -> None:
+    from netviz.engine.pipeline import trace_scenario
+    from netviz.kernel import replay
+    from netviz.scenario import load_scenario
+    from netviz.testing import hops_diff
+
+    scenario = load_scenario(path)
+    observed = replay(scenario)
+    engine = trace_scenario(scenario)
+    diff = hops_diff(list(observed.hops), engine.hops())
+    assert not diff, f"{path.name}\n{diff}\nkernel trace:\n" + "\n".join(observed.raw)
+    if observed.verdict is not None:
+        assert observed.verdict == engine.verdict
