@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
 from django_tasks import task
 
@@ -64,7 +64,7 @@ def handler(kind: str, queue: str = "default") -> Callable[[HandlerFn], HandlerF
 def _load_handlers() -> None:
     # The modules that register handlers; imported lazily so that importing
     # netviz.jobs stays cheap for the web process.
-    from netviz import fleet_jobs, kernel_jobs  # noqa: F401
+    from netviz import fleet_jobs, import_jobs, kernel_jobs  # noqa: F401
 
 
 def submit(kind: str, params: dict[str, Any], *, owner: Any = None, title: str = "",
@@ -126,7 +126,17 @@ class _Reporter:
             fields["done"] = done
         if total is not None:
             fields["total"] = total
-        Job.objects.filter(pk=self.job_id).update(**fields)
+        try:
+            Job.objects.filter(pk=self.job_id).update(**fields)
+        except OperationalError:
+            pass  # progress is best effort: a busy database must not fail the job
+
+
+def _beat(job_id: int) -> None:
+    try:
+        Job.objects.filter(pk=job_id).update(heartbeat=timezone.now())
+    except OperationalError:
+        pass  # the next beat will do
 
 
 def _claim(job_id: int) -> Job | None:
@@ -176,7 +186,7 @@ def execute(job_id: int, fork: bool = True) -> None:
         return
     outcome = run_bounded(_child, (job_id,), settings.NETVIZ_JOB_SECONDS,
                           settings.NETVIZ_JOB_MEMORY_MB,
-                          beat=lambda: Job.objects.filter(pk=job_id).update(heartbeat=timezone.now()))
+                          beat=lambda: _beat(job_id))
     if isinstance(outcome, Failure):
         _finish(job_id, Job.FAILED, error=outcome.reason)
     else:

@@ -88,7 +88,10 @@ def _database() -> dict[str, object]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("NETVIZ_SQLITE", str(BASE_DIR / "db.sqlite3")),
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE: a transaction takes the write lock when it starts, so the
+        # web process and the job workers wait for each other (timeout)
+        # instead of failing with "database is locked" on a lock upgrade.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 
 
@@ -157,6 +160,9 @@ NETVIZ_JOB_MEMORY_MB = int(os.environ.get("NETVIZ_JOB_MEMORY_MB", "1024"))
 # it is queued again, up to NETVIZ_JOB_ATTEMPTS runs, then marked failed.
 NETVIZ_JOB_STALE_SECONDS = int(os.environ.get("NETVIZ_JOB_STALE_SECONDS", "60"))
 NETVIZ_JOB_ATTEMPTS = int(os.environ.get("NETVIZ_JOB_ATTEMPTS", "2"))
+# Uploads larger than this (bytes of dump text) are parsed and stored by a
+# worker as a job, with progress on the job page; smaller ones in the request.
+NETVIZ_IMPORT_JOB_BYTES = int(os.environ.get("NETVIZ_IMPORT_JOB_BYTES", str(2 * 1024 * 1024)))
 # Who may ask the kernel from the web: "users" (signed in, the default),
 # "staff", or "anyone" (a trusted, private deployment only).
 NETVIZ_KERNEL_CHECKS = os.environ.get("NETVIZ_KERNEL_CHECKS", "users")

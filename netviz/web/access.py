@@ -242,3 +242,29 @@ def by_token_or_404(kind: Kind, token: str) -> Any:
     if obj is None:
         raise Http404("This link is not valid (it may have been revoked)")
     return obj
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+JOBS_SESSION_KEY = "netviz_jobs"
+MAX_REMEMBERED_JOBS = 100
+
+
+def remember_job(request: HttpRequest, job: Any) -> None:
+    """Let this session see the job (an anonymous submitter has no owner)."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return
+    pks = [pk for pk in session.get(JOBS_SESSION_KEY, []) if pk != job.pk] + [job.pk]
+    session[JOBS_SESSION_KEY] = pks[-MAX_REMEMBERED_JOBS:]
+
+
+def can_see_job(request: HttpRequest, job: Any) -> bool:
+    # A job shows what it was given (a dump, a packet): its submitter and
+    # staff only, never the public.
+    if is_staff(request):
+        return True
+    if job.owner_id is not None:
+        return _user_pk(request) == job.owner_id
+    session = getattr(request, "session", None)
+    return session is not None and job.pk in session.get(JOBS_SESSION_KEY, [])

@@ -14,38 +14,18 @@ from django.views.decorators.http import require_GET
 from netviz.models import Job
 from netviz.web import access
 
-SESSION_KEY = "netviz_jobs"
-MAX_REMEMBERED = 100
-
 # The template that shows a finished job's result, per kind.
 RESULT_TEMPLATES = {
     "kernel_check": "netviz/partials/kernel_check.html",
     "live_read": "netviz/partials/job_live_result.html",
     "fleet_part": "netviz/partials/job_fleet_part.html",
+    "import_dump": "netviz/partials/job_live_result.html",
 }
-
-
-def remember(request: HttpRequest, job: Job) -> None:
-    """Let this session see the job (an anonymous submitter has no owner)."""
-    session = getattr(request, "session", None)
-    if session is None:
-        return
-    pks = [pk for pk in session.get(SESSION_KEY, []) if pk != job.pk] + [job.pk]
-    session[SESSION_KEY] = pks[-MAX_REMEMBERED:]
-
-
-def _can_see(request: HttpRequest, job: Job) -> bool:
-    if access.is_staff(request):
-        return True
-    user = request.user
-    if job.owner_id is not None:
-        return bool(user.is_authenticated and user.pk == job.owner_id)
-    return job.pk in request.session.get(SESSION_KEY, [])
 
 
 def get_job_or_404(request: HttpRequest, pk: int) -> Job:
     job = Job.objects.filter(pk=pk).first()
-    if job is None or not _can_see(request, job):
+    if job is None or not access.can_see_job(request, job):
         raise Http404("No such job")
     return job
 
@@ -73,7 +53,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     jobs = Job.objects.none()
     if request.user.is_authenticated:
         jobs = Job.objects.filter(owner=request.user)
-    remembered = request.session.get(SESSION_KEY, [])
+    remembered = request.session.get(access.JOBS_SESSION_KEY, [])
     if remembered:
         jobs = jobs | Job.objects.filter(pk__in=remembered, owner__isnull=True)
     return render(request, "netviz/job_list.html", {"jobs": jobs.order_by("-created")[:200]})

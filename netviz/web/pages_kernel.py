@@ -38,7 +38,7 @@ from netviz.models import Ruleset
 from netviz.render import RenderError, inline_svg, render_svg
 from netviz.store import load_ruleset
 from netviz.web import access
-from netviz.web.pages_jobs import job_context, remember
+from netviz.web.pages_jobs import job_context
 from netviz.web.pages_rulesets import get_ruleset_for
 from netviz.web.pages_traces import run_trace
 
@@ -94,7 +94,7 @@ def trace_kernel(request: HttpRequest, pk: int) -> HttpResponse:
     job = jobs.submit("kernel_check", params, owner=owner,
                       title=f"Kernel check · {ruleset.name}",
                       dedupe=json.dumps([getattr(owner, "pk", None), params], sort_keys=True))
-    remember(request, job)
+    access.remember_job(request, job)
     if not request.htmx:
         return redirect(job.get_absolute_url())
     response = render(request, "netviz/partials/job_status.html", job_context(job), status=202)
@@ -276,7 +276,7 @@ def import_live_page(request: HttpRequest) -> HttpResponse:
                                         "name": name},
                           owner=request.user, title=f"Live read · {name}",
                           dedupe=json.dumps([request.user.pk, data["netns"], data["family"]]))
-        remember(request, job)
+        access.remember_job(request, job)
         return redirect(job.get_absolute_url())
     return render(request, "netviz/kernel_live.html", ctx)
 

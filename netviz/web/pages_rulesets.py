@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote as urlquote
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
@@ -17,7 +18,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from netviz import models, store
+from netviz import jobs, models, store
 from netviz import render as svg_render
 from netviz.engine import dot as engine_dot
 from netviz.engine import graph as engine_graph
@@ -104,6 +105,10 @@ def _refused(request: HttpRequest, status: int) -> int:
     return 200 if request.htmx else status
 
 
+IMPORT_KEYS = ("name", "source", "ipsets_source", "nftables_source", "family", "description",
+               "host_interfaces", "host_routes", "is_public")
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     ctx: dict[str, Any] = {
@@ -132,6 +137,16 @@ def upload(request: HttpRequest) -> HttpResponse:
 
     data = form.cleaned_data
     owner = request.user if request.user.is_authenticated else None
+    size = len(data["source"]) + len(data["ipsets_source"]) + len(data["nftables_source"])
+    if size > settings.NETVIZ_IMPORT_JOB_BYTES:
+        # A big dump takes seconds to parse and store: a worker does it as a
+        # job and the job page shows how far it got.
+        job = jobs.submit("import_dump", {key: data.get(key) for key in IMPORT_KEYS}, owner=owner,
+                          title=f"Import · {data['name']}")
+        access.remember_job(request, job)
+        if request.htmx:
+            return HttpResponseClientRedirect(job.get_absolute_url())
+        return redirect(job.get_absolute_url())
     try:
         # The ruleset and its host profile are stored together or not at all.
         with transaction.atomic():

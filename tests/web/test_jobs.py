@@ -174,3 +174,53 @@ def test_a_job_left_by_a_stopped_worker_is_retried_then_failed(fw, settings) -> 
     # A job still beating is left alone.
     Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, heartbeat=timezone.now())
     assert jobs.recover_stale() == []
+
+
+BIG = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+""" + "".join(f"-A INPUT -s 10.0.{i // 250}.{i % 250}/32 -j ACCEPT\n" for i in range(300)) + "COMMIT\n"
+
+
+def test_a_big_upload_is_a_job_with_progress(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    from netviz.models import Ruleset
+
+    settings.NETVIZ_IMPORT_JOB_BYTES = 1000
+    user = _signed_in(client)
+    response = client.post(reverse("netviz:upload"), {"name": "big <one>", "dump_text": BIG})
+    job = Job.objects.get(kind="import_dump")
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert not Ruleset.objects.exists()  # not stored in the request
+    seen: list[tuple[str, int, int]] = []
+    original = jobs._Reporter.__call__
+
+    def spy(self, stage, done=None, total=None):  # type: ignore[no-untyped-def]
+        seen.append((stage, done or 0, total or 0))
+        original(self, stage, done, total)
+
+    jobs._Reporter.__call__ = spy  # type: ignore[method-assign]
+    try:
+        jobs.execute(job.pk, fork=False)
+    finally:
+        jobs._Reporter.__call__ = original  # type: ignore[method-assign]
+    job.refresh_from_db()
+    rs = Ruleset.objects.get()
+    assert job.status == Job.DONE and rs.owner == user and rs.rule_count == 300
+    assert seen[0][0] == "parsing the dump"
+    assert ("storing rules", 300, 300) in seen or seen[-1][1] == seen[-1][2] > 0
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert rs.get_absolute_url() in page and "Uploaded 300 rules" in page
+    assert "source" not in job.params  # the dump is not kept twice
+
+
+def test_a_big_upload_that_does_not_parse_fails_with_the_line(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.NETVIZ_IMPORT_JOB_BYTES = 1000
+    _signed_in(client)
+    client.post(reverse("netviz:upload"), {"name": "bad", "dump_text": BIG.replace("COMMIT\n", "-A NOPE -j X\nCOMMIT\n")})
+    job = Job.objects.get(kind="import_dump")
+    jobs.execute(job.pk, fork=False)
+    job.refresh_from_db()
+    assert job.status == Job.FAILED and "line 305" in job.error
+    body = client.get(job.get_absolute_url()).content.decode()
+    assert "The job failed" in body and "line 305" in body

@@ -172,7 +172,8 @@ class Command(BaseCommand):
                               f"{r['seconds']:.1f} s, {r['parts']} parts, {r['held']} of {r['traces']} "
                               f"hold; peak memory: worker {r['peak_worker_mb']:.0f} MB + job "
                               f"{r['peak_job_mb']:.0f} MB"
-                              + (f"; FAILED parts: {r['failed_parts']}" if r["failed_parts"] else ""))
+                              + (f"; FAILED parts: {r['failed_parts']}" if r["failed_parts"] else "")
+                              + (f"; worker errors: {r['worker_errors']}" if r["worker_errors"] else ""))
         self.stdout.write(f"  2 workers: {two['seconds']:.1f} s (target < 60 s) "
                           f"{verdict(two['seconds'] < 60)}")
         self.stdout.write(f"  speed-up 1 → 2 workers: {ratio:.2f}× (target ≥ 1.7×) {verdict(ratio >= 1.7)}")
