@@ -212,3 +212,72 @@ def test_the_stored_snapshot_checks_in_the_kernel_as_the_button_does(
     assert summary["agree"], summary["rows"]
     assert summary["engine"]["verdict"] == verdict
     assert format_hop(EXPECTED_HOP[which]) in [row["engine_text"] for row in summary["rows"]]
+
+
+STUB_SERVER = """\
+import http.server, json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        (out / "path").write_text(self.path)
+        (out / "authorization").write_text(self.headers.get("Authorization", ""))
+        (out / "body").write_bytes(body)
+        answer = json.dumps({"url": "http://netviz.test/rulesets/1/"}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.handle_request()
+"""
+
+
+@pytest.mark.django_db
+def test_the_collector_uploads_with_the_token_from_the_environment(
+    kernel: None, tmp_path: Path, django_user_model: type
+) -> None:
+    import shutil
+    import sys
+
+    from django.test import Client
+
+    from netviz import apitokens
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    user = django_user_model.objects.create_user("collector", password="pw-collector-1")  # type: ignore[attr-defined]
+    _, token = apitokens.create_token(user, "node")
+    with namespace("nvz-snapup") as ns:
+        # A stand-in server inside the namespace records what the collector sends.
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", STUB_SERVER, str(tmp_path)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            port = server.stdout.readline().strip()
+            url = f"http://127.0.0.1:{port}/api/snapshots/"
+            done = subprocess.run(
+                ["ip", "netns", "exec", ns, "sh", str(COLLECTOR), "-o", str(tmp_path / "n.snapshot"),
+                 "--upload", url, "--name", "node 7"],
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NETVIZ_TOKEN": token},
+                capture_output=True, text=True, timeout=60,
+            )
+            server.wait(timeout=10)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert done.returncode == 0, done.stderr
+    assert "http://netviz.test/rulesets/1/" in done.stdout
+    assert (tmp_path / "authorization").read_text() == f"Bearer {token}"
+    assert (tmp_path / "path").read_text() == "/api/snapshots/?name=node_7"
+    body = (tmp_path / "body").read_bytes()
+    assert body == (tmp_path / "n.snapshot").read_bytes()
+    assert token.encode() not in body  # never inside the snapshot
+    # What it sent is what the API takes.
+    response = Client().post("/api/snapshots/?name=node_7", data=body, content_type="text/plain",
+                             HTTP_AUTHORIZATION=(tmp_path / "authorization").read_text())
+    assert response.status_code == 201, response.content
