@@ -124,6 +124,8 @@ class HostProfile(Owned):
     )
     interfaces = models.JSONField(default=list)  # [{"name": "eth0", "addrs": ["10.0.0.1/24"]}]
     routes = models.JSONField(default=list)  # ["default via 10.0.0.254 dev eth0"]
+    rules = models.JSONField(default=list)  # ["from all fwmark 0x4000 lookup 100"], beyond the defaults
+    sysctls = models.JSONField(default=dict)  # {"net.ipv4.conf.all.rp_filter": "1"}, as sysctl -a names them
 
     class Meta:
         ordering = ["name"]
@@ -132,7 +134,13 @@ class HostProfile(Owned):
         return self.name
 
     def as_scenario_host(self) -> dict[str, object]:
-        return {"interfaces": self.interfaces, "routes": self.routes}
+        host: dict[str, object] = {"interfaces": self.interfaces, "routes": self.routes}
+        # Absent keys mean the defaults (scenario-v2 §1), so leave them out.
+        if self.rules:
+            host["rules"] = self.rules
+        if self.sysctls:
+            host["sysctls"] = self.sysctls
+        return host
 
 
 class SavedTrace(Owned):

@@ -149,6 +149,8 @@ def import_snapshot(text: str, *, name: str = "", owner: Any = None, is_public: 
                 name=f"{snap.hostname or name} ({family})",
                 interfaces=parts["host"]["interfaces"],
                 routes=parts["host"]["routes"],
+                rules=parts["host"].get("rules"),
+                sysctls=parts["host"].get("sysctls"),
                 ruleset=ruleset,
                 owner=owner,
             )

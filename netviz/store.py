@@ -246,11 +246,15 @@ def store_host(
     routes: list[str],
     ruleset: models.Ruleset | None = None,
     owner: Any = None,
+    rules: list[str] | None = None,
+    sysctls: dict[str, str] | None = None,
 ) -> models.HostProfile:
     return models.HostProfile.objects.create(
         name=name[:200],
         interfaces=interfaces,
         routes=routes,
+        rules=rules or [],
+        sysctls=sysctls or {},
         ruleset=ruleset,
         owner=owner,
         is_public=owner is None,

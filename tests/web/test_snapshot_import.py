@@ -40,6 +40,9 @@ def test_it_imports_rulesets_ipsets_and_hosts_in_one_step() -> None:
     ifaces = {i["name"]: i for i in host.interfaces}
     assert ifaces["veth1"]["master"] == "br0" and "10.78.0.1/24" in ifaces["eth0"]["addrs"]
     assert "default via 10.78.0.254 dev eth0" in host.routes
+    # The host profile keeps the path sysctls, and gives them to every trace.
+    assert host.sysctls["net.ipv4.conf.all.route_localnet"] == "1"
+    assert host.as_scenario_host()["sysctls"] == host.sysctls
     row = models.Snapshot.objects.get()
     assert row.ruleset == v4 and row.ruleset6 == v6 and row.text == snapshot_text()
     assert row.hostname == "vm" and row.taken.startswith("20")
