@@ -152,18 +152,12 @@ EXPECTED_HOP = {
 # What the engine or the replay cannot do yet; strict, so each flips to a
 # failure (and is removed) the day it can.
 PENDING = {
-    "nft-drop": "the kernel replay does not load the scenario's nftables listing yet",
     "bridged": "the bridge path (frames between bridge ports) not yet modelled",
 }
-# With the nft table on the node every forwarded packet passes its chain,
-# which the replay cannot show until it loads the listing.
-PENDING_NFT = "the kernel replay does not load the scenario's nftables listing yet"
 
 
 def _pending(request: pytest.FixtureRequest, node: str, which: str) -> None:
     reason = PENDING.get(which)
-    if reason is None and request.node.callspec.params.get("node") == "iptables+nft":
-        reason = PENDING_NFT
     if which == "nft-drop" and request.node.callspec.params.get("node") == "iptables":
         pytest.skip("no nft table on this node")
     if reason:
