@@ -12,7 +12,7 @@ from django.core.management import call_command
 def test_it_measures_the_1k_dump(tmp_path: Path) -> None:
     out = io.StringIO()
     report = tmp_path / "bench.json"
-    call_command("bench", sizes="1k", packets=200, json=str(report), stdout=out, stderr=io.StringIO())
+    call_command("bench", sizes="1k", packets=200, nft=0, json=str(report), stdout=out, stderr=io.StringIO())
     (result,) = json.loads(report.read_text())
     assert result["size"] == "1k"
     assert 950 <= result["rules"] <= 1050
@@ -25,3 +25,14 @@ def test_it_measures_the_1k_dump(tmp_path: Path) -> None:
         assert f"  {what}  " in text
     # With the index, a 1k-rule trace is far below the 10 ms target.
     assert result["trace_median_ms"] < 10
+
+
+def test_it_measures_a_kube_proxy_nftables_listing(tmp_path: Path) -> None:
+    out = io.StringIO()
+    report = tmp_path / "bench.json"
+    call_command("bench", sizes="", packets=200, nft=300, json=str(report), stdout=out, stderr=io.StringIO())
+    (result,) = json.loads(report.read_text())
+    nft = result["nftables"]
+    assert nft["services"] == 300 and nft["lines"] > 1500
+    assert nft["parse_s"] > 0 and nft["trace_median_ms"] > 0
+    assert "nftables kube-proxy, 300 services" in out.getvalue()

@@ -153,3 +153,15 @@ def test_iifname_in_postrouting_names_the_input_device_of_a_forwarded_packet() -
     t = trace(nft, syn(dst="10.180.0.9"))
     assert t.hops()[-1] == {"family": "ip", "table": "t", "chain": "post", "rule": 1, "verdict": "ACCEPT"}
     assert str(t.packet_out.src) == "10.180.0.254"
+
+
+def test_the_generated_kube_proxy_listing_dnats_each_service_to_its_endpoint() -> None:
+    from netviz.testing.gennft import HOST as KHOST
+    from netviz.testing.gennft import cluster_ip, endpoint_ip, generate_kube_nft
+
+    nft = generate_kube_nft(50)
+    for i in (0, 7, 49):
+        t = trace(nft, syn(dst=cluster_ip(i), dport=80), host=KHOST)
+        assert (str(t.packet_out.dst), t.packet_out.dport) == (endpoint_ip(i), 8080)
+    t = trace(nft, syn(dst="172.30.9.9", dport=80), host=KHOST)
+    assert t.verdict == "DROP"  # an unallocated ClusterIP

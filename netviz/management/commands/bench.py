@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -35,6 +36,53 @@ IMPORT_S = 10.0
 TRACE_MS = 10.0
 PAGE_MS = 500.0
 MEMORY_MB = 500.0
+
+
+# nftables (issue 9): parse ≤ 1.0× `nft -c -f`, trace median < 1 ms.
+NFT_PARSE_RATIO = 1.0
+NFT_TRACE_MS = 1.0
+
+
+def _nft_bench(services: int, packets: int) -> dict[str, Any]:
+    from netviz.engine.host import Host
+    from netviz.engine.nft.evaluate import compile_nft
+    from netviz.engine.nft.parse_text import parse_nft_text
+    from netviz.engine.parser import parse_ruleset
+    from netviz.engine.pipeline import packet_from_dict, trace_packet
+    from netviz.engine.ruleset import Family
+    from netviz.testing.gennft import HOST, generate_kube_nft, sample_nft_packets
+
+    text = generate_kube_nft(services)
+    parse_s = min(_timed(lambda: parse_nft_text(text)) for _ in range(3))
+    check_s: float | None = None
+    if shutil.which("nft") and shutil.which("ip") and os.geteuid() == 0:
+        ns = f"netviz-bench-nft-{os.getpid()}"
+        with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
+            f.write(text)
+            f.flush()
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+            try:
+                cmd = ["ip", "netns", "exec", ns, "nft", "-c", "-f", f.name]
+                check_s = min(_timed(lambda: subprocess.run(cmd, check=True, capture_output=True)) for _ in range(3))
+            finally:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    nft = compile_nft(parse_nft_text(text), Family.IPV4)
+    iptables = parse_ruleset("")
+    host = Host.from_dict(HOST, Family.IPV4)
+    times = []
+    for pkt in sample_nft_packets(services, max(packets, 200)):
+        times.append(_timed(partial(trace_packet, iptables, host, packet_from_dict(pkt), None, nft=nft)))
+    return {
+        "services": services, "lines": text.count("\n"), "parse_s": parse_s, "nft_check_s": check_s,
+        "ratio": round(parse_s / check_s, 2) if check_s else None,
+        "trace_median_ms": statistics.median(times) * 1000,
+    }
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def _restore_test(path: Path) -> tuple[float | None, str]:
@@ -85,6 +133,8 @@ class Command(BaseCommand):
         parser.add_argument("--fleet-checks", type=int, default=50)
         parser.add_argument("--fleet-size", default="10k", help="rules per node: " + ", ".join(SIZES))
         parser.add_argument("--fleet-worker", help="(internal) run the fleet benchmark here")
+        parser.add_argument("--nft", type=int, default=10000,
+                            help="services in the generated kube-proxy nftables listing (0 skips it)")
         parser.add_argument("--worker", help="(internal) measure one size in this process")
         parser.add_argument("--dir", help="(internal) working directory of the worker")
 
@@ -116,6 +166,15 @@ class Command(BaseCommand):
                 result.update(size=size, rules=dump.rule_count, restore_s=restore_s, restore_note=restore_note)
                 results.append(result)
         self._print(results, time.perf_counter() - started)
+        if options.get("nft"):
+            nft = _nft_bench(options["nft"], options["packets"])
+            self.stdout.write(
+                f"nftables kube-proxy, {nft['services']} services ({nft['lines']} lines): parse {nft['parse_s']:.2f} s, "
+                f"nft -c -f {nft['nft_check_s'] if nft['nft_check_s'] is None else round(nft['nft_check_s'], 2)} s "
+                f"(ratio {nft['ratio']}; target ≤ {NFT_PARSE_RATIO}), trace median {nft['trace_median_ms']:.3f} ms "
+                f"(target < {NFT_TRACE_MS} ms)"
+            )
+            results.append({"nftables": nft})
         if options.get("json"):
             Path(options["json"]).write_text(json.dumps(results, indent=2))
 
