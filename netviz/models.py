@@ -8,6 +8,7 @@ for browsing, searching and counting in the database.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -16,6 +17,36 @@ from django.urls import reverse
 
 def new_token() -> str:
     return secrets.token_urlsafe(16)
+
+
+_U64 = 2**64
+
+
+def u64_to_db(value: int | None) -> int | None:
+    """A kernel counter (u64) as the signed 64-bit integer SQLite and
+    PostgreSQL store: the same 64 bits, as the kernel's s64/u64 casts read
+    them.  Values up to 2^63-1 are stored as they are."""
+    if value is not None and value >= _U64 // 2:
+        return value - _U64
+    return value
+
+
+class CounterField(models.BigIntegerField):  # type: ignore[type-arg]
+    """A u64 counter in a bigint column (see u64_to_db).  The column is a
+    plain bigint, so migrations see a BigIntegerField."""
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        value = super().get_db_prep_value(value, connection, prepared)
+        return u64_to_db(value) if isinstance(value, int) else value
+
+    def from_db_value(self, value: int | None, expression: Any, connection: Any) -> int | None:
+        if value is not None and value < 0:
+            return value + _U64
+        return value
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.BigIntegerField", args, kwargs
 
 
 class Owned(models.Model):
@@ -77,8 +108,8 @@ class Chain(models.Model):
     builtin = models.BooleanField(default=False)
     line = models.PositiveIntegerField()
     position = models.PositiveIntegerField()
-    packets = models.BigIntegerField(null=True)
-    bytes = models.BigIntegerField(null=True)
+    packets = CounterField(null=True)
+    bytes = CounterField(null=True)
 
     class Meta:
         ordering = ["position"]
@@ -95,8 +126,8 @@ class Rule(models.Model):
     target = models.CharField(max_length=64, blank=True)
     goto = models.BooleanField(default=False)
     comment = models.TextField(blank=True)
-    packets = models.BigIntegerField(null=True)
-    bytes = models.BigIntegerField(null=True)
+    packets = CounterField(null=True)
+    bytes = CounterField(null=True)
 
     class Meta:
         ordering = ["index"]

@@ -158,8 +158,8 @@ def save_parsed(
                 chain.builtin,
                 chain.line,
                 i,
-                chain.counters.packets if chain.counters else None,
-                chain.counters.bytes if chain.counters else None,
+                models.u64_to_db(chain.counters.packets if chain.counters else None),
+                models.u64_to_db(chain.counters.bytes if chain.counters else None),
             )
             for table_row, table in zip(tables, parsed.tables, strict=True)
             for i, chain in enumerate(table.chains)
@@ -194,8 +194,8 @@ def save_parsed(
                         rule.target.name if rule.target else "",
                         bool(rule.target and rule.target.goto),
                         "; ".join(rule.comments()),
-                        rule.counters.packets if rule.counters else None,
-                        rule.counters.bytes if rule.counters else None,
+                        models.u64_to_db(rule.counters.packets if rule.counters else None),
+                        models.u64_to_db(rule.counters.bytes if rule.counters else None),
                     )
                     for rule in batch
                 ],

@@ -799,3 +799,37 @@ def test_it_reads_counters_given_with_dash_c() -> None:
     rule = one_rule("-A INPUT -c 7 420 -p udp -j ACCEPT")
     assert rule.counters == Counters(7, 420)
     assert rule.canonical() == "-A INPUT -p udp -j ACCEPT"
+
+
+# Kernel counters are u64.  iptables-restore clamps a larger value to 2^64-1
+# (strtoull); netviz refuses it with the line, as no iptables-save wrote it.
+U64_MAX = 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("*filter\n:INPUT ACCEPT [99999999999999999999:1]\nCOMMIT\n", 2),
+        ("*filter\n:INPUT ACCEPT [0:18446744073709551616]\nCOMMIT\n", 2),
+        ("*filter\n:INPUT ACCEPT [0:0]\n[18446744073709551616:1] -A INPUT -j ACCEPT\nCOMMIT\n", 3),
+        ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -c 1 18446744073709551616 -j ACCEPT\nCOMMIT\n", 3),
+        ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -c 18446744073709551616 1 -j ACCEPT\nCOMMIT\n", 3),
+    ],
+)
+def test_it_refuses_counters_above_64_bits_with_the_line(text: str, line: int) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_ruleset(text)
+    assert info.value.line == line and "2^64-1" in info.value.reason
+
+
+def test_it_keeps_counters_up_to_64_bits_exactly() -> None:
+    rs = parse_ruleset(
+        f"*filter\n:INPUT ACCEPT [{U64_MAX}:{2**63}]\n[{2**63}:{U64_MAX}] -A INPUT -j ACCEPT\n"
+        f"-A INPUT -p tcp --dport 22 -c {U64_MAX} 7 -j ACCEPT\nCOMMIT\n"
+    )
+    chain = rs.rules()[0]
+    table = rs.table("filter")
+    assert table is not None and table.chain("INPUT") is not None
+    assert table.chain("INPUT").counters == Counters(U64_MAX, 2**63)  # type: ignore[union-attr]
+    assert chain.counters == Counters(2**63, U64_MAX)
+    assert rs.rules()[1].counters == Counters(U64_MAX, 7)

@@ -10,7 +10,9 @@ input a user most likely did not mean:
 - an unterminated `"` is an error (iptables silently takes the rest of the line);
 - host names in -s/-d are refused (iptables would resolve them through DNS);
 - a chain declared twice in one table is an error (iptables-nft accepts it,
-  legacy iptables-restore fails with "Chain already exists").
+  legacy iptables-restore fails with "Chain already exists");
+- a counter above 2^64-1 is an error (iptables-restore's strtoull clamps it
+  to 2^64-1; no iptables-save writes one, kernel counters are u64).
 Comma-separated -s/-d lists are expanded into one rule per address pair, in
 the order iptables appends them (every source, then every destination).
 Where iptables-nft and iptables-legacy differ, the nft backend is followed: a
@@ -1149,6 +1151,8 @@ def _parse_spec(toks: list[str], quoted: set[int], i: int, rec: _Plan | None = N
             if not (pk.isdigit() and by.isdigit()):
                 raise _Err(i + 1, f'bad counters "{pk} {by}"')
             counters = Counters(int(pk), int(by))
+            if why := _too_big(counters):
+                raise _Err(i + 1, why)
             if rec is not None:
                 rec.counters_tok = i + 1
             i += 3
@@ -1281,6 +1285,16 @@ class _State:
 
 
 _ZERO = Counters(0, 0)
+
+
+U64_MAX = 2**64 - 1
+
+
+def _too_big(counters: Counters) -> str:
+    for value in (counters.packets, counters.bytes):
+        if value > U64_MAX:
+            return f"counter {value} is above 2^64-1 ({U64_MAX}), the largest a kernel counter holds"
+    return ""
 
 
 def _parse_counters(tok: str) -> Counters | None:
@@ -1486,6 +1500,8 @@ def _chain_line(st: _State, lineno: int, raw: str) -> None:
                 f'bad counters "{toks[2]}" (expected [packets:bytes])',
                 raw,
             )
+        if why := _too_big(counters):
+            raise ParseError(lineno, _plain_col(raw, 2), why, raw)
     if len(toks) > 3:
         raise ParseError(
             lineno,
@@ -1525,6 +1541,8 @@ def _command_line(st: _State, lineno: int, raw: str) -> None:
                 f'bad counters "{raw[: end + 1]}" (expected [packets:bytes])',
                 raw,
             )
+        if why := _too_big(counters):
+            raise ParseError(lineno, 1, why, raw)
         offset = end + 1
         body = raw[offset:]
     elif not raw.strip():
@@ -1956,6 +1974,8 @@ def _fast_rule(st: _State, lineno: int, raw: str) -> bool:
         if not (pk.isdigit() and by.isdigit()):
             return False
         counters = Counters(int(pk), int(by))
+        if _too_big(counters):
+            return False  # the full parse says why
 
     # accepted: the bookkeeping of _add_rules
     if jump is not None:

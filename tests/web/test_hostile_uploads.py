@@ -80,3 +80,30 @@ def test_the_trace_command_refuses_the_goto_loop(tmp_path: Path) -> None:
         call_command("trace", "--ruleset", str(path), "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:22 in eth0",
                      stderr=open("/dev/null", "w"))  # noqa: SIM115
     assert "line 9" in str(info.value) and "A → B → A" in str(info.value)
+
+
+U64_MAX = 2**64 - 1
+COUNTERS = (
+    f"*filter\n:INPUT ACCEPT [{U64_MAX}:{2**63}]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    f"[{2**63}:{U64_MAX}] -A INPUT -j ACCEPT\nCOMMIT\n"
+)
+
+
+def test_counters_up_to_64_bits_are_stored_exactly(client: Client) -> None:
+    # 2^63 … 2^64-1 overflowed SQLite's and PostgreSQL's signed bigint (a 500).
+    r = client.post(reverse("netviz:upload"), {"dump_text": COUNTERS})
+    assert r.status_code == 302
+    chain = models.Chain.objects.get(name="INPUT")
+    assert (chain.packets, chain.bytes) == (U64_MAX, 2**63)
+    rule = models.Rule.objects.get(chain=chain)
+    assert (rule.packets, rule.bytes) == (2**63, U64_MAX)
+    assert list(models.Rule.objects.values_list("packets", flat=True)) == [2**63]
+    assert client.get(r["Location"]).status_code == 200
+
+
+def test_a_counter_above_64_bits_is_refused_with_the_line(client: Client) -> None:
+    r = client.post(reverse("netviz:upload"), {"dump_text": COUNTERS.replace(str(U64_MAX), str(U64_MAX + 1), 1)})
+    assert r.status_code == 400
+    body = r.content.decode()
+    assert "2^64-1" in body and str(U64_MAX + 1) in body
+    assert not models.Ruleset.objects.exists()
