@@ -150,3 +150,16 @@ COMMIT
     svg = _render_with("dot" if shutil.which("dot") else "wasm", text)
     assert "<script>" not in svg
     assert 'service ns/<script>alert(1)</script>{a|b}"q\\x:https' in _texts(svg)
+
+
+def test_priority_words_follow_nft_names() -> None:
+    from netviz.engine.dot import priority_words
+
+    assert priority_words("inet", 10, "input") == "filter + 10"
+    assert priority_words("inet", -290, "prerouting") == "raw + 10"
+    assert priority_words("ip", -110, "prerouting") == "dstnat - 10"
+    # dstnat names a priority at prerouting only, srcnat at postrouting only.
+    assert priority_words("ip", -110, "input") == ""
+    assert priority_words("ip", 100, "postrouting") == "srcnat"
+    assert priority_words("ip", 100, "input") == ""
+    assert priority_words("bridge", -200, "forward") == ""

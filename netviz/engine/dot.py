@@ -112,12 +112,19 @@ def nft_key(family: str, table: str, chain: str) -> str:
     return f"nft-{part(family)}-{part(table)}-{part(chain)}"
 
 
-def priority_words(family: str, priority: int) -> str:
+def priority_words(family: str, priority: int, hook: str = "") -> str:
     """10 → "filter + 10", -100 → "dstnat": the nearest of nft's names
-    (nft(8), table of standard priority names) when it is within 20."""
+    (nft(8), table of standard priority names) when it is within 20.
+    As nft lists them, `dstnat` is a name at prerouting only and `srcnat`
+    at postrouting only (elsewhere -100 stays -100)."""
     if family not in ("ip", "ip6", "inet"):
         return ""
-    name, value = min(NAMED_PRIORITY.items(), key=lambda kv: (abs(priority - kv[1]), kv[1]))
+    hook = hook.lower()
+    names = {
+        k: v for k, v in NAMED_PRIORITY.items()
+        if not hook or (k != "dstnat" or hook == "prerouting") and (k != "srcnat" or hook == "postrouting")
+    }
+    name, value = min(names.items(), key=lambda kv: (abs(priority - kv[1]), kv[1]))
     diff = priority - value
     if abs(diff) > 20:
         return ""

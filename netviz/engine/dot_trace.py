@@ -81,16 +81,16 @@ class FlowBox:
         return flow_node_id(self.hook, self.key)
 
 
-def _priority_text(family: str, priority: int) -> str:
+def _priority_text(family: str, priority: int, hook: str) -> str:
     # firewalld's filter_INPUT: "priority filter + 10", as nft lists it.
-    return f"priority {priority_words(family, priority) or priority}"
+    return f"priority {priority_words(family, priority, hook) or priority}"
 
 
 def _box(hook: str, entry: HookEntry, declared: set[str] | None) -> FlowBox:
     if entry.kind == "conntrack":
         return FlowBox(hook, "conntrack", "conntrack", "conntrack")
     if entry.family:
-        caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.family, entry.priority)}"
+        caption = f"{entry.family} {entry.table}\n{entry.chain}\n{entry.type}, {_priority_text(entry.family, entry.priority, hook)}"
         return FlowBox(
             hook, nft_key(entry.family, entry.table, entry.chain), caption, "chain",
             table=entry.table, family=entry.family, chain=entry.chain,

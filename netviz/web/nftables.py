@@ -100,7 +100,7 @@ def _chain_block(
         "chain": chain,
         "anchor": chain_anchor(*key),
         "base": base,
-        "priority_words": priority_words(table.family, base.priority) if base else "",
+        "priority_words": priority_words(table.family, base.priority, base.hook) if base else "",
         "rule_count": len(chain.rules),
         "rows": [_rule_row(table, r, query) for r in rules] if inline or query else [],
         "matched": len(rules),
