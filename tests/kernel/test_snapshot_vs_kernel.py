@@ -83,6 +83,8 @@ def node(kernel: None, request: pytest.FixtureRequest) -> Iterator[str]:
             _sh("ip", "-n", ns, "link", "set", name, "up")
         _sh("ip", "-n", out, "link", "set", "up0", "up")
         in_ns(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        # kube-proxy's setting, so localhost can reach NodePorts.
+        in_ns(ns, ["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"])
         in_ns(ns, ["iptables-nft-restore"], stdin=NODE_RULES)
         if request.param == "iptables+nft":
             in_ns(ns, ["nft", "-f", "-"], stdin=NODE_NFT)
@@ -126,6 +128,13 @@ PACKETS = {
     # bridge, forwarded out of br0.
     "nodeport": ({"proto": "tcp", "src": "10.78.0.9", "sport": 40000, "dst": "10.78.0.1",
                   "dport": 30080, "in_iface": "eth0"}, "ACCEPT", {"dst": "10.77.0.2", "dport": 8080}),
+    # From the node itself to its own NodePort (OUTPUT path), then out of br0.
+    "node-local": ({"proto": "tcp", "src": "10.78.0.1", "sport": 40005, "dst": "10.78.0.1",
+                    "dport": 30080}, "ACCEPT", {"dst": "10.77.0.2", "dport": 8080}),
+    # localhost to a NodePort: allowed by route_localnet=1, masqueraded
+    # (kube-proxy marks it 0x4000) because 127.0.0.1 cannot leave the node.
+    "localhost": ({"proto": "tcp", "src": "127.0.0.1", "sport": 40006, "dst": "127.0.0.1",
+                   "dport": 30080}, "ACCEPT", {"src": "10.77.0.1", "dst": "10.77.0.2", "dport": 8080}),
     # A pod talking to the outside: forwarded from br0 to eth0 and masqueraded.
     "masquerade": ({"proto": "tcp", "src": "10.77.0.2", "sport": 40001, "dst": "10.78.0.9",
                     "dport": 80, "in_iface": "br0"}, "ACCEPT", {"src": "10.78.0.1"}),
@@ -142,6 +151,8 @@ PACKETS = {
 # shows the packet took the path it should.
 EXPECTED_HOP = {
     "nodeport": {"table": "nat", "chain": "KUBE-NODEPORTS", "rule": 2, "verdict": "ACCEPT"},
+    "node-local": {"table": "nat", "chain": "KUBE-NODEPORTS", "rule": 2, "verdict": "ACCEPT"},
+    "localhost": {"table": "nat", "chain": "KUBE-POSTROUTING", "rule": 2, "verdict": "ACCEPT"},
     "masquerade": {"table": "nat", "chain": "POSTROUTING", "rule": 2, "verdict": "ACCEPT"},
     "nft-drop": {"family": "inet", "table": "node-extra", "chain": "extra_forward", "rule": 1,
                  "verdict": "DROP"},
