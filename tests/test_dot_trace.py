@@ -253,3 +253,19 @@ def test_the_packet_lights_the_iptables_table_and_the_firewalld_chain_that_drops
     assert ("flow-INPUT-filter", fw) in lit_edges
     assert (fw, "flow-INPUT-nat") not in lit_edges
     render(dot)
+
+
+def test_the_flow_diagram_shows_the_bridge_decision() -> None:
+    from netviz.engine.parser import parse_ruleset
+    from netviz.engine.pipeline import trace_dicts
+
+    host = {"interfaces": [{"name": "br0", "type": "bridge", "addrs": ["172.30.0.1/24"]},
+                           {"name": "v1", "master": "br0", "neighbors": ["172.30.0.2"]},
+                           {"name": "v<2>", "master": "br0", "neighbors": ["172.30.0.3"]}]}
+    rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    packet = {"proto": "udp", "src": "172.30.0.2", "dst": "172.30.0.3", "in_iface": "v1"}
+    for nf in ("1", "0"):
+        trace = trace_dicts(parse_ruleset(rules), {**host, "sysctls": {"net.bridge.bridge-nf-call-iptables": nf}}, packet, "ipv4")
+        assert trace.path == "bridge" and trace.summary == "accepted: bridged v1 → v<2>"
+        node = next(ln for ln in flow_dot(trace).splitlines() if ln.strip().startswith('"flow-route-in" ['))
+        assert "bridge /" in node and "bridged v1 → v\\<2\\>" in node and " lit" in node

@@ -547,6 +547,20 @@ def test_physdev_never_matches_routed_packets_unless_negated() -> None:
     assert run("-A FORWARD -m physdev ! --physdev-is-bridged -j ACCEPT").result is M
 
 
+def test_physdev_sees_the_bridge_ports_br_netfilter_recorded() -> None:
+    bridged = pkt(extra=(("physin", "veth1a"), ("physout", "veth2b")))
+    routed_up = pkt(extra=(("physin", "veth1a"),))
+    assert run("-A FORWARD -m physdev --physdev-in veth1+ --physdev-out veth2b -j ACCEPT", bridged).result is M
+    assert run("-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT", bridged).result is M
+    assert run("-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT", routed_up).result is N
+    assert run("-A FORWARD -m physdev --physdev-is-in ! --physdev-is-out -j ACCEPT", routed_up).result is M
+    assert run("-A FORWARD -m physdev ! --physdev-in veth1a -j ACCEPT", bridged).result is N
+    # xt_physdev: without an output port --physdev-out never matches, negated or not.
+    assert run("-A FORWARD -m physdev --physdev-out veth9 -j ACCEPT", routed_up).result is N
+    assert run("-A FORWARD -m physdev ! --physdev-out veth9 -j ACCEPT", routed_up).result is N
+    assert run("-A FORWARD -m physdev --physdev-out veth9 -j ACCEPT", bridged).result is N
+
+
 def test_mac_source() -> None:
     with_mac = pkt(extra=(("mac", "fa:16:3e:99:44:9e"),))
     rule = "-A FORWARD -m mac --mac-source FA:16:3E:99:44:9E -j ACCEPT"

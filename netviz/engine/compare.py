@@ -368,6 +368,7 @@ def _fate(trace: Trace) -> str:
         "forward": "is forwarded",
         "output": "is sent",
         "output-local": "is delivered locally over lo",
+        "bridge": "is bridged",
     }.get(trace.path, "is accepted")
 
 

@@ -189,7 +189,8 @@ def step_flow_nodes(trace: Trace, layout: dict[str, tuple[FlowBox, ...]] | None 
         family = getattr(step, "family", "") or ""
         node: str | None = None
         if step.kind is StepKind.ROUTE:
-            node = _route_node_for(trace.steps, i)
+            bridge = step.text.startswith("bridge decision")
+            node = ROUTE_IN if bridge else _route_node_for(trace.steps, i)
         elif step.kind is StepKind.DROP and not step.table and step.hook in ("PREROUTING", ""):
             # Stopped by the routing decision itself (a sysctl such as
             # rp_filter or forwarding, a martian address, no route).
@@ -361,9 +362,14 @@ def flow_dot(trace: Trace | None, ruleset: Ruleset | None = None, nft: NftEval |
     out.append(f"  {_q(NET_OUT)} {node_attrs(NET_OUT, 'network out', 'end')};")
     out.append(f"  {_q(LOCAL_IN)} {node_attrs(LOCAL_IN, LOCAL_IN_LABEL, 'end')};")
     out.append(f"  {_q(LOCAL_OUT)} {node_attrs(LOCAL_OUT, LOCAL_OUT_LABEL, 'end')};")
-    out.append(
-        f"  {_q(ROUTE_IN)} {node_attrs(ROUTE_IN, ROUTE_LABEL, 'route')[:-1]} shape=diamond];"
-    )
+    # A frame entering a Linux bridge port: the bridge decides first (bridged
+    # to another port, or up to IP routing); its decision is the tooltip.
+    bridge = next((s.text for s in trace.steps if s.kind is StepKind.ROUTE and s.text.startswith("bridge decision")),
+                  "") if trace is not None else ""
+    route_in = node_attrs(ROUTE_IN, "bridge /\nrouting\ndecision" if bridge else ROUTE_LABEL, "route")[:-1]
+    if bridge and st.drop != ROUTE_IN:
+        route_in += f' tooltip="{escape_dot_label(bridge)}"'
+    out.append(f"  {_q(ROUTE_IN)} {route_in} shape=diamond];")
     out.append(
         f"  {_q(ROUTE_OUT)} {node_attrs(ROUTE_OUT, ROUTE_LABEL, 'route')[:-1]} shape=diamond];"
     )

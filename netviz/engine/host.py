@@ -558,6 +558,27 @@ class Host:
     def interface(self, name: str) -> Interface | None:
         return self._ifaces.get(name)
 
+    def bridge_of(self, name: str) -> Interface | None:
+        """The Linux bridge `name` is a port of (its `master`), if any.
+        A master of unknown type is taken for a bridge, the usual case
+        (docker0, cni0, virbr0); a bond or VRF master is not one."""
+        iface = self.interface(name)
+        master = self.interface(iface.master) if iface is not None and iface.master else None
+        if master is None or master.type not in (None, "bridge"):
+            return None
+        return master
+
+    def ports(self, bridge: str) -> tuple[Interface, ...]:
+        return tuple(i for i in self.interfaces if i.master == bridge)
+
+    def port_behind(self, bridge: str, addr: IPAddress) -> Interface | None:
+        """The port of `bridge` the machine with `addr` is behind (its
+        `neighbors`), as the bridge's forwarding database would say."""
+        for port in self.ports(bridge):
+            if addr in port.neighbors:
+                return port
+        return None
+
     def is_local(self, addr: IPAddress) -> bool:
         return self._lookup(self._local, addr, "local", None) is not None
 

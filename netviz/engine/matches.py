@@ -1798,16 +1798,40 @@ def _id_in(have: Any, lo: str, hi: str) -> bool:
 
 
 def _compile_physdev(match: Match) -> list[Checker]:
-    # physdev_mt(): packets that did not cross a bridge (no br_netfilter
-    # info) match only when every option given is negated.
-    clause = match.text()
-    plain = [o for o in match.options if not o.negated]
+    # physdev_mt() (net/netfilter/xt_physdev.c): the bridge ports of a packet
+    # that br_netfilter handed to the IP hooks (extras physin/physout, set by
+    # the bridge path of the pipeline).
+    opts = {o.name: o for o in match.options}
+
+    def names_match(pattern: str, name: str) -> bool:
+        return name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
 
     def check(ctx: EvalContext) -> MatchOutcome | None:
-        if ctx.packet.get_extra("bridged"):
-            return _unknown(clause, f"{clause}: netviz does not model bridge ports")
-        if plain:
-            return _no(plain[0].text(), f"{plain[0].text()}: the packet is not bridged (netviz models routed packets only)")
+        indev = ctx.packet.get_extra("physin")
+        outdev = ctx.packet.get_extra("physout")
+        if indev is None:
+            # No bridge info: only options that are all negated match.
+            plain = [o for o in match.options if not o.negated]
+            if plain:
+                return _no(plain[0].text(), f"{plain[0].text()}: the packet is not bridged (it did not come through a bridge port)")
+            return None
+        for name, have, yes, no in (
+            ("--physdev-is-bridged", outdev, "is bridged", "is not bridged (it is routed)"),
+            ("--physdev-is-in", indev, "came in through a bridge port", "did not come in through a bridge port"),
+            ("--physdev-is-out", outdev, "leaves through a bridge port", "does not leave through a bridge port"),
+        ):
+            opt = opts.get(name)
+            if opt is not None and (have is not None) == opt.negated:
+                return _no(opt.text(), f"{opt.text()}: the packet {yes if have is not None else no}")
+        opt = opts.get("--physdev-in")
+        if opt is not None and names_match(opt.value, str(indev)) == opt.negated:
+            return _no(opt.text(), f"{opt.text()}: the frame came in through {indev}")
+        opt = opts.get("--physdev-out")
+        # No output port (routed, not bridged): never a match, negated or not.
+        if opt is not None and outdev is None:
+            return _no(opt.text(), f"{opt.text()}: the packet does not leave through a bridge port")
+        if opt is not None and names_match(opt.value, str(outdev)) == opt.negated:
+            return _no(opt.text(), f"{opt.text()}: the frame leaves through {outdev}")
         return None
 
     return [check]

@@ -300,9 +300,16 @@ class _Walker:
         if packet.get_extra("pkt_type") is None:
             kind = "host" if l2_host else "multicast" if packet.dst.is_multicast else "broadcast"
             packet = packet.with_(extra=(*packet.extra, ("pkt_type", kind)))
+        bridge = self.host.bridge_of(packet.in_iface or "")
+        if bridge is not None and l2_host:
+            return self._bridge_arriving(packet, bridge)
         verdict, packet = self._hook("PREROUTING", packet)
         if verdict != "ACCEPT":
             return "input", "DROP", packet
+        return self._routed(packet, l2_host)
+
+    def _routed(self, packet: Packet, l2_host: bool) -> tuple[str, str, Packet]:
+        # After PREROUTING: the input routing decision, INPUT or FORWARD.
         decision, packet = self._route_input(packet)
         if decision is None:
             return "input", "DROP", packet
@@ -330,6 +337,84 @@ class _Walker:
             return "forward", "DROP", packet
         verdict, packet = self._hook("POSTROUTING", packet)
         return "forward", verdict, packet
+
+    # -- the bridge path (net/bridge/br_netfilter_hooks.c) ---------------------
+
+    def _bridge_arriving(self, packet: Packet, bridge: Any) -> tuple[str, str, Packet]:
+        """A unicast frame entering a port of a Linux bridge.
+
+        The bridge forwards it by destination MAC: to the port the
+        destination lives behind (bridged), or up to this host's IP stack
+        when it is addressed to the bridge itself (the senders' gateway).
+        With bridge-nf-call-iptables (ip6tables) on, br_netfilter runs the IP
+        family's PREROUTING in the bridge with `-i` the bridge and the port
+        visible to -m physdev, and a bridged frame's FORWARD and POSTROUTING
+        too (`-i`/`-o` the bridge); without it no IP hook sees a bridged frame."""
+        port = packet.in_iface or ""
+        target = self.host.port_behind(bridge.name, packet.dst)
+        v4 = packet.family is Family.IPV4
+        knob = "net.bridge.bridge-nf-call-iptables" if v4 else "net.bridge.bridge-nf-call-ip6tables"
+        up = packet.with_(in_iface=bridge.name)
+        if not self.host.bridge_nf_call(4 if v4 else 6):
+            if target is None:
+                self._route_step("PREROUTING", packet, f"bridge decision: the frame is for {bridge.name} itself "
+                                 f"(not for a machine behind one of its ports): passed up to IP as arriving on {bridge.name}")
+                verdict, up = self._hook("PREROUTING", up)
+                if verdict != "ACCEPT":
+                    return "input", "DROP", up
+                return self._routed(up, True)
+            return self._bridge_forward(packet, bridge, port, target.name, f"{knob} = 0: no IP hook sees it", hooks=False)
+        before = up.dst
+        up = up.with_(extra=(*up.extra, ("physin", port)))
+        verdict, up = self._hook("PREROUTING", up)
+        if verdict != "ACCEPT":
+            return "bridge" if target is not None else "input", "DROP", up
+        if up.dst != before:
+            # br_nf_pre_routing_finish(): DNAT changed the destination: route
+            # it (ip_route_input on the bridge); leaving by the same bridge it
+            # is bridged to the new destination's port, otherwise routed.
+            route = self.host.route(up.dst, src=up.src, mark=up.mark, iif=bridge.name)
+            if route.kind == "unicast" and route.dev == bridge.name:
+                reason = self._validate_source(up, oif=bridge.name)
+                if reason:
+                    self._drop(up, f"routing decision: {reason}: dropped")
+                    return "bridge", "DROP", up
+                new = self.host.port_behind(bridge.name, up.dst)
+                why = f"DNAT to {up.dst}, routed back into {bridge.name}: bridged (br_nf_pre_routing_finish)"
+                return self._bridge_forward(up, bridge, port, new.name if new else None, why, hooks=True)
+            self._route_step("PREROUTING", up, f"bridge decision: DNAT to {up.dst}, which {bridge.name} does not reach: "
+                             "routed by this host (PREROUTING is not run again)")
+            return self._routed(up, True)
+        if target is None:
+            self._route_step("PREROUTING", up, f"bridge decision: the frame is for {bridge.name} itself: passed up to IP "
+                             f"(PREROUTING already ran in the bridge, with --physdev-in {port})")
+            return self._routed(up, True)
+        return self._bridge_forward(up, bridge, port, target.name, f"{knob} = 1", hooks=True)
+
+    def _bridge_forward(self, packet: Packet, bridge: Any, port: str, target: str | None, why: str,
+                        hooks: bool) -> tuple[str, str, Packet]:
+        if target is None:
+            others = [p.name for p in self.host.ports(bridge.name) if p.name != port]
+            target = others[0] if others else port
+            why += f"; no port lists {packet.dst} as a neighbor, so netviz takes {target}"
+        if target == port and (iface := self.host.interface(port)) is not None and not iface.hairpin:
+            # br_forward() → should_deliver(): never back out of the port it
+            # came in on unless that port is in hairpin mode.
+            self._drop(packet, f"bridge decision: {packet.dst} is behind {port}, the port the frame came in on, "
+                               f"and hairpin mode is off on {port}: {bridge.name} does not send it back")
+            return "bridge", "DROP", packet
+        self._route_step("PREROUTING" if hooks else "", packet,
+                         f"bridge decision: bridged {port} → {target} by {bridge.name} ({why})")
+        if not hooks:
+            return "bridge", "ACCEPT", packet.with_(out_iface=target)
+        # br_nf_forward_ip()/br_nf_post_routing(): the IP hooks see the bridge
+        # as both devices; the ports are for -m physdev.  No TTL decrement.
+        packet = packet.with_(out_iface=bridge.name, extra=(*packet.extra, ("physout", target)))
+        verdict, packet = self._hook("FORWARD", packet)
+        if verdict != "ACCEPT":
+            return "bridge", "DROP", packet
+        verdict, packet = self._hook("POSTROUTING", packet)
+        return "bridge", verdict, packet
 
     def _local(self, packet: Packet) -> tuple[str, str, Packet]:
         route = self.host.route(packet.dst, src=packet.src, mark=packet.mark)
@@ -1042,6 +1127,8 @@ class _Walker:
             return f"accepted: delivered to a local process ({packet.dst})"
         if path == "forward":
             return f"accepted: forwarded {packet.in_iface} → {packet.out_iface}"
+        if path == "bridge":
+            return f"accepted: bridged {packet.get_extra('physin') or packet.in_iface} → {packet.get_extra('physout') or packet.out_iface}"
         return f"accepted: sent out {packet.out_iface}"
 
 

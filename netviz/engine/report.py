@@ -26,6 +26,7 @@ PATH_WORDS = {
     "forward": "forwarded",
     "output": "sent by a local process",
     "output-local": "sent by a local process and delivered locally (loopback)",
+    "bridge": "bridged between two ports of a Linux bridge",
 }
 
 

@@ -120,7 +120,9 @@ class Trace:
     steps: tuple[Step, ...]
     verdict: str  # ACCEPT or DROP: the packet's fate
     packet_out: Packet
-    path: str  # "input", "forward", "output", "output-local" (loopback delivery)
+    # "input", "forward", "output", "output-local" (loopback delivery),
+    # "bridge" (a frame bridged between two ports of a Linux bridge)
+    path: str
     # Human-readable reason for the fate: "dropped by filter FORWARD rule 7".
     summary: str = ""
     # Where the result is uncertain: (table, chain, rule) of unknown/assumed rules.

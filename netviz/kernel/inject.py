@@ -191,7 +191,9 @@ def probe_arriving(spec: dict[str, Any]) -> None:
         "sport": PROBE_PORT, "dport": PROBE_PORT, "length": 28,
     }
     data, _ = ip_packet(pkt)
-    send_frame(spec["ifname"], spec["src_mac"], spec["dst_mac"], data, False)
+    # Into a bridge port the probe goes to the bridge itself: a frame bridged
+    # to another port is seen by no IP hook when br_netfilter is off.
+    send_frame(spec["ifname"], spec["src_mac"], spec.get("probe_mac") or spec["dst_mac"], data, False)
 
 
 def probe_local(_spec: dict[str, Any]) -> None:

@@ -189,6 +189,12 @@ class _Iface:
     peer_name: str
     mac: str
     peer_mac: str
+    # A Linux bridge (no peer namespace of its own; its ports are veths with
+    # peers), or a port of one.
+    bridge: bool = False
+    master: str | None = None
+    hairpin: bool = False
+    neighbors: tuple[str, ...] = ()
 
 
 @dataclass
@@ -215,6 +221,12 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
     batch = ["link set lo up"]
     want = 6 if v6 else 4
     for iface in env.ifaces:
+        if iface.bridge:
+            # STP stays off (the default), so ports forward at once.
+            _run(["ip", "-n", fw, "link", "add", iface.name, "address", iface.mac, "type", "bridge"])
+            batch.append(f"link set {iface.name} up")
+            batch += _addr_lines(iface, v6)
+            continue
         _run(["ip", "netns", "add", iface.peer_ns])
         env.namespaces.append(iface.peer_ns)
         # Peers only send raw frames: no IPv6 there, so nothing of theirs is traced.
@@ -227,16 +239,18 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
             "peer", "name", iface.peer_name, "address", iface.peer_mac, "netns", iface.peer_ns,
         ])
         _run(["ip", "-n", iface.peer_ns, "link", "set", iface.peer_name, "up"])
+        if iface.master:
+            batch.append(f"link set {iface.name} master {iface.master}")
+            if iface.hairpin:
+                batch.append(f"link set {iface.name} type bridge_slave hairpin on")
         batch.append(f"link set {iface.name} up")
-        for addr in iface.addrs:
-            version = ipaddress.ip_interface(addr).version
-            if version == 6 and not v6:
-                # IPv6 is off in an IPv4 replay (`ip -br addr` lists the
-                # fe80:: addresses too); they cannot change an IPv4 packet's path.
-                continue
-            extra = " nodad" if version == 6 else ""
-            batch.append(f"addr add {addr} dev {iface.name}{extra}")
+        batch += _addr_lines(iface, v6)
     _run(["ip", "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+    # The machines behind a port: the bridge's forwarding database (and,
+    # below, the host's neighbour table) point at the port's peer.
+    fdb = [f"fdb replace {i.peer_mac} dev {i.name} master static" for i in env.ifaces if i.master]
+    if fdb:
+        _run(["bridge", "-n", fw, "-batch", "-"], stdin="\n".join(fdb) + "\n")
     if after:
         _run(["ip", "netns", "exec", fw, "sysctl", "-q", "-w", *after])
     batch = []
@@ -248,11 +262,15 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
             continue
         batch.append(f"route add {route.text()}")
         for hop in route.nexthops or (NextHop(route.via, route.dev),):
-            peer = next((i for i in env.ifaces if i.name == hop.dev), None)
+            peer = _peer_for(env.ifaces, hop.dev, str(hop.via))
             if hop.via is not None and peer is not None:
                 # A permanent neighbour so a forwarded packet is really
                 # transmitted (no ARP/ND round trip to a peer that never answers).
                 batch.append(f"neigh replace {hop.via} lladdr {peer.peer_mac} dev {hop.dev} nud permanent")
+    for iface in env.ifaces:
+        for addr in iface.neighbors:
+            if ipaddress.ip_address(addr).version == want and iface.master:
+                batch.append(f"neigh replace {addr} lladdr {iface.peer_mac} dev {iface.master} nud permanent")
     # Not in scenario.md (yet): `host.rules`, `ip rule` lines for policy
     # routing (fwmark), so a mark set in mangle OUTPUT can change the route.
     for rule in host.rules:
@@ -261,6 +279,29 @@ def _build_host(scenario: ScenarioLike, env: _Env, v6: bool) -> None:
     if batch:
         family_flag = "-6" if v6 else "-4"
         _run(["ip", family_flag, "-n", fw, "-batch", "-"], stdin="\n".join(batch) + "\n")
+
+
+def _addr_lines(iface: _Iface, v6: bool) -> list[str]:
+    lines = []
+    for addr in iface.addrs:
+        version = ipaddress.ip_interface(addr).version
+        if version == 6 and not v6:
+            # IPv6 is off in an IPv4 replay (`ip -br addr` lists the
+            # fe80:: addresses too); they cannot change an IPv4 packet's path.
+            continue
+        extra = " nodad" if version == 6 else ""
+        lines.append(f"addr add {addr} dev {iface.name}{extra}")
+    return lines
+
+
+def _peer_for(ifaces: list[_Iface], dev: str | None, addr: str) -> _Iface | None:
+    """The veth whose peer answers for `addr` on `dev`: the device itself, or
+    for a bridge the port that lists the address (else its first port)."""
+    iface = next((i for i in ifaces if i.name == dev), None)
+    if iface is None or not iface.bridge:
+        return iface
+    ports = [i for i in ifaces if i.master == iface.name]
+    return next((p for p in ports if addr in p.neighbors), ports[0] if ports else None)
 
 
 # The sysctls the engine models (Host.conf), per device and for all/default.
@@ -590,11 +631,43 @@ def select_events(events: list[_Event], pkt: dict[str, Any]) -> list[_Event]:
             out.append(ev)
             last_index = i
         if last_info.get("oif") != "lo" or need_iif == "lo":
-            return out
+            return _follow_pass_up(events, out, last_index)
         match = {"src": last_info.get("saddr"), "dst": last_info.get("daddr"), "proto": pkt["proto"],
                  "sport": last_info.get("sport"), "dport": last_info.get("dport")}
         need_iif = "lo"
         start = last_index + 1
+
+
+# The IPv4 id, or for IPv6 (which has none) the flow label.
+_IP_ID_RE = re.compile(r"\b(?:ip id|ip6 flowlabel) (\d+)\b")
+
+
+def _follow_pass_up(events: list[_Event], out: list[_Event], last_index: int) -> list[_Event]:
+    """A frame that br_netfilter ran through PREROUTING in the bridge and
+    then passed up to this host's IP stack continues (INPUT, or FORWARD and
+    POSTROUTING when routed) under a new trace id, without a new PREROUTING
+    pass (ip_sabotage_in).  Follow it by the IP id (IPv6: flow label),
+    addresses, ports and input device of its last `packet:` line."""
+    packets = [ev for ev in out if ev.kind == "packet"]
+    if not packets or out[-1].kind == "rule" and "(verdict drop)" in out[-1].body:
+        return out
+    last = packets[-1]
+    info = parse_packet_line(last.body)
+    ipid = _IP_ID_RE.search(last.body)
+    if info.get("oif") or ipid is None or last.table == TRACE_TABLE and last.chain.startswith("fin"):
+        return out
+    key = (info.get("iif"), info.get("saddr"), info.get("daddr"), info.get("sport"), info.get("dport"), ipid.group(1))
+    for i in range(last_index + 1, len(events)):
+        ev = events[i]
+        if ev.kind != "packet" or ev.id == last.id or (ev.table == TRACE_TABLE and ev.chain in ("pre", "out")):
+            continue
+        nxt = parse_packet_line(ev.body)
+        found = _IP_ID_RE.search(ev.body)
+        if (nxt.get("iif"), nxt.get("saddr"), nxt.get("daddr"), nxt.get("sport"), nxt.get("dport"),
+                found.group(1) if found else None) != key:
+            continue
+        return out + [e for e in events[i:] if e.id == ev.id]
+    return out
 
 
 def _proto_word(pkt: dict[str, Any]) -> str:
@@ -661,9 +734,10 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
     n = next(_counter)
     prefix = f"nvz-{os.getpid()}-{n}"
     ifaces: list[_Iface] = []
-    for i, spec in enumerate(sc.host.get("interfaces", []) or []):
-        if spec["name"] == "lo":
-            continue
+    specs = [s for s in sc.host.get("interfaces", []) or [] if s["name"] != "lo"]
+    masters = {s.get("master") for s in specs if s.get("master")}
+    for i, spec in enumerate(specs):
+        is_bridge = spec["name"] in masters and spec.get("type") in (None, "bridge")
         ifaces.append(
             _Iface(
                 name=spec["name"],
@@ -672,8 +746,14 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
                 peer_name=f"p{i}",
                 mac=_mac(n, i, 0xA),
                 peer_mac=_mac(n, i, 0xB),
+                bridge=is_bridge,
+                master=spec.get("master") or None,
+                hairpin=bool(spec.get("hairpin")),
+                neighbors=tuple(str(a).split("/")[0] for a in spec.get("neighbors", []) or []),
             )
         )
+    # Bridges before their ports.
+    ifaces.sort(key=lambda i: not i.bridge)
     env = _Env(fw=f"{prefix}-fw", ifaces=ifaces)
     arriving = bool(pkt.get("in_iface"))
     refused = False
@@ -717,7 +797,8 @@ def replay(scenario: ScenarioLike | dict[str, Any], timeout: float = 10.0,
                 "mode": "arriving", "packet": pkt, "ifname": iface.peer_name,
                 # packet.mac (for `-m mac --mac-source`) is the sender's MAC.
                 "src_mac": str(pkt.get("mac") or iface.peer_mac).lower(),
-                "dst_mac": _l2_destination(pkt["dst"], iface),
+                "dst_mac": _frame_destination(pkt["dst"], iface, ifaces),
+                "probe_mac": next((b.mac for b in ifaces if b.bridge and b.name == iface.master), None),
             }
             ns = iface.peer_ns
         else:
@@ -823,6 +904,18 @@ def _finished(lines: list[str], pkt: dict[str, Any]) -> bool:
             return bool(packets) and packets[-1].get("oif") != "lo"
         return False
     return last.kind == "rule" and last.table != TRACE_TABLE and "(verdict drop)" in last.body
+
+
+def _frame_destination(dst: str, iface: _Iface, ifaces: list[_Iface]) -> str:
+    """Into a bridge port: the MAC of the machine behind the port that lists
+    `dst` (the frame is bridged), else the bridge's own (it is routed)."""
+    bridge = next((i for i in ifaces if i.bridge and i.name == iface.master), None)
+    if bridge is None:
+        return _l2_destination(dst, iface)
+    for port in ifaces:
+        if port.master == bridge.name and dst in port.neighbors:
+            return port.peer_mac
+    return _l2_destination(dst, bridge)
 
 
 def _l2_destination(dst: str, iface: _Iface) -> str:
