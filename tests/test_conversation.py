@@ -156,3 +156,13 @@ def test_trace_command_prints_packets(tmp_path: Path, capsys: pytest.CaptureFixt
     call_command("trace", str(path))
     text = capsys.readouterr().out
     assert "packet 3 (original)" in text and "not sent: packet 2 was dropped" in text
+
+
+def test_echo_to_oneself_finds_its_entry_by_icmp_type() -> None:
+    # Random conversation 9: request and reply have the same addresses; the
+    # reply is ESTABLISHED only if the lookup tells them apart by type.
+    ruleset = FILTER + "-A INPUT -m conntrack --ctstate ESTABLISHED -j LOG\nCOMMIT\n"
+    conv = run(ruleset, {"proto": "icmp", "src": "192.0.2.1", "dst": "192.0.2.1"},
+               [{"dir": "reply", "icmp_type": 0}, {"dir": "original", "icmp_type": 8}])
+    assert [p.ctstate for p in conv.packets] == ["NEW", "ESTABLISHED", "ESTABLISHED"]
+    assert [p.ctdir for p in conv.packets] == ["ORIGINAL", "REPLY", "ORIGINAL"]

@@ -83,13 +83,16 @@ class ConntrackTable:
         for entry in self.entries.values():
             if entry.zone != zone or entry.proto != packet.proto:
                 continue
-            if _same(packet, entry.orig_src, entry.orig_dst, entry.orig_sport, entry.orig_dport):
-                if packet.proto in (1, 58) and packet.icmp_type != entry.icmp_type:
-                    continue
+            # The ICMP type is part of the tuple: an echo to oneself has the
+            # same addresses both ways and only the type tells them apart.
+            icmp = packet.proto in (1, 58)
+            if _same(packet, entry.orig_src, entry.orig_dst, entry.orig_sport, entry.orig_dport) and (
+                not icmp or packet.icmp_type == entry.icmp_type
+            ):
                 return entry, "ORIGINAL"
-            if _same(packet, entry.reply_src, entry.reply_dst, entry.reply_sport, entry.reply_dport):
-                if packet.proto in (1, 58) and packet.icmp_type != reply_icmp_type(entry.proto, entry.icmp_type):
-                    continue
+            if _same(packet, entry.reply_src, entry.reply_dst, entry.reply_sport, entry.reply_dport) and (
+                not icmp or packet.icmp_type == reply_icmp_type(entry.proto, entry.icmp_type)
+            ):
                 return entry, "REPLY"
         return None
 

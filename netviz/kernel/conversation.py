@@ -190,6 +190,12 @@ def replay_conversation(scenario: ScenarioLike | dict[str, Any], timeout: float 
     later = list(getattr(sc, "packets", None) or [])
     _check_supported(pkt, later)
     first = replay(sc, timeout=timeout)
+    if first.verdict != "ACCEPT" and not first.hops and not pkt.get("in_iface"):
+        # Refused by the sending socket or lost before any chain (no route,
+        # a martian): nothing more to see, and no socket could do better.
+        return [KernelPacket("original", first)] + [
+            KernelPacket(p["dir"], None, "packet 1 was dropped") for p in later
+        ]
     server: dict[str, Any] | None = None
     if first.verdict == "ACCEPT":
         local = any(f" {TRACE_TABLE} fin_in " in line for line in first.raw)
@@ -251,6 +257,16 @@ def _setup_peer(iface: _Iface, addr: str) -> None:
     _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
 
 
+def _hairpin(iface: _Iface, addrs: list[str]) -> None:
+    """Client and server behind one interface: what they send each other
+    must still go through the host, not straight to the local socket, so
+    their own traffic is routed out by source before the local table."""
+    batch = ["rule del pref 0", "rule add pref 300 lookup local",
+             f"route add default via {GATEWAY4} dev {iface.peer_name} onlink table 200"]
+    batch += [f"rule add pref 100 iif lo from {a} lookup 200" for a in dict.fromkeys(addrs)]
+    _run(["ip", "-n", iface.peer_ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
+
+
 def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[str, Any]],
                       server: dict[str, Any] | None, timeout: float) -> list[KernelPacket]:
     n = next(_counter)
@@ -283,6 +299,8 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
                 raise ReplayUnsupported(f"the first packet leaves by {server['oif']}, not a replayable interface")
             _setup_peer(iface, server["addr"])
             server_ns = iface.peer_ns
+            if server_ns == client_ns:
+                _hairpin(iface, [pkt["src"], server["addr"]])
         if sc.ipsets_text and sc.ipsets_text.strip():
             _run(["ip", "netns", "exec", fw, "ipset", "restore"], stdin=_ensure_nl(sc.ipsets_text))
         _run(["ip", "netns", "exec", fw, "iptables-restore"], stdin=_ensure_nl(sc.ruleset_text or ""))
@@ -309,8 +327,8 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
         srv = _Endpoint(server_ns, env)
         cli = _Endpoint(client_ns, env)
         if proto in ("tcp", "udp") and server is not None:
-            srv.do(op="listen", proto=proto, addr=server["addr"] if server["oif"] else "0.0.0.0",
-                   port=server["port"])
+            local_tcp = proto == "tcp" and not server["oif"]
+            srv.do(op="listen", proto=proto, addr="0.0.0.0" if local_tcp else server["addr"], port=server["port"])
         # The headers each direction starts with, as the senders put them on the wire.
         original = {"src": pkt["src"], "dst": pkt["dst"], "sport": pkt.get("sport"), "dport": pkt.get("dport")}
         out: list[KernelPacket] = []
@@ -328,6 +346,8 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
         passes = cut_passes(_events(lines, seen))
         idx = _find(passes, used, first_want)
         if idx is None:
+            if os.environ.get("NETVIZ_DEBUG_CONV"):
+                print(first_want, [q.head for q in passes], [ln for _, ln in lines][-20:], file=sys.stderr)
             raise ReplayError("the kernel never showed the conversation's first packet")
         used = idx
         first_pass = passes[idx]
@@ -393,8 +413,8 @@ def _related(passes: list[_Pass], idx: int, handles: Handles,
              tables: frozenset[tuple[str, str]]) -> KernelTrace | None:
     """The host's RST or ICMP error about passes[idx], if it sent one."""
     p = passes[idx]
-    if _trace_of(p, handles, tables).verdict != "DROP":
-        return None
+    if _trace_of(p, handles, tables).verdict == "ACCEPT":
+        return None  # (no verdict at all: a failed route lookup, which answers too)
     head = p.last
     for q in passes[idx + 1:]:
         h = q.head

@@ -65,7 +65,13 @@ class Endpoint:
         else:
             sock = socket.socket(fam, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((cmd["addr"], cmd["port"]))
+            # Bound to the address the datagram came to, so the answer
+            # leaves from it (the entry's reply tuple) whatever the route
+            # back prefers; a broadcast or group address cannot be bound.
+            try:
+                sock.bind((cmd["addr"], cmd["port"]))
+            except OSError:
+                sock.bind(("0.0.0.0" if fam == socket.AF_INET else "::", cmd["port"]))
             self.udp = sock
             threading.Thread(target=self._recv_udp, daemon=True).start()
 
