@@ -93,12 +93,17 @@ def hook_order(
     iptables_tables: Iterable[str],
     nft_chains: Iterable[HookEntry] = (),
     conntrack_seq: float = -1.0,
+    nat_seq: float | None = None,
 ) -> tuple[HookEntry, ...]:
     """The functions at `hook`, in the order the kernel calls them.
 
     `iptables_tables` are registered first, in the order given; `nft_chains`
     are the listing's base chains of this hook (kind "chain", with their
-    `seq`), registered after them.
+    `seq`), registered after them.  `nat_seq`: when the first nat chain
+    of the family was registered, at any hook (None: never) -- the NAT
+    hook then sits at all four hooks, with or without chains of its own
+    there, and applies the connections' bindings (nf_nat_register_fn
+    registers nf_nat_ipv4_ops as a whole).
     """
     entries: list[HookEntry] = []
     nat: list[HookEntry] = []
@@ -111,10 +116,10 @@ def hook_order(
         (nat if entry.type == "nat" else entries).append(entry)
     if hook in CONNTRACK_HOOKS:
         entries.append(HookEntry("conntrack", CONNTRACK_PRIORITY, conntrack_seq))
-    if nat and hook in NAT_PRIORITY:
+    if (nat or nat_seq is not None) and hook in NAT_PRIORITY:
         members = tuple(sorted(nat, key=_order_key))
         # The NAT hook is registered with the first nat chain.
-        first = min(m.seq for m in members)
+        first = nat_seq if nat_seq is not None else min(m.seq for m in members)
         entries.append(HookEntry("nat", NAT_PRIORITY[hook], first, type="nat", members=members))
     return tuple(sorted(entries, key=_order_key))
 

@@ -221,8 +221,13 @@ class _Walker:
         # iptables-restore ran first: if its rules need conntrack, conntrack
         # registered before any nft base chain.
         ct_seq = -1.0 if conntrack_enabled(ruleset) or nft is None else nft.conntrack_seq
+        nat_seqs = [float(i) for i, t in enumerate(tables) if t == "nat"]
+        if nft is not None:
+            nat_seqs += [e.seq for entries in nft.entries.values() for e in entries if e.type == "nat"]
+        nat_seq = min(nat_seqs) if nat_seqs else None
         self.order = {
-            hook: hook_order(hook, tables, nft.entries.get(hook, ()) if nft else (), ct_seq) for hook in HOOKS
+            hook: hook_order(hook, tables, nft.entries.get(hook, ()) if nft else (), ct_seq, nat_seq)
+            for hook in HOOKS
         }
         self.budget = state.max_steps
         # (how, the packet as it was) when a REJECT or a failed route lookup

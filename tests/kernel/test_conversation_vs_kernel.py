@@ -317,3 +317,30 @@ def test_udp_rejected_on_input_after_the_first_datagram() -> None:
     assert kernel[2].related is not None and engine.packets[2].trace is not None
     assert engine.packets[2].trace.fate is not None
     assert engine.packets[2].trace.fate.summary.startswith("connection refused")
+
+
+def test_nft_dnat_and_ct_state_across_packets() -> None:
+    # A native nft listing only: the reply is un-DNATed by the NAT hook at
+    # postrouting although no nat chain sits there.
+    listing = f"""table inet fw {{
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr {VIP} tcp dport 80 dnat ip to {SERVER}:8080
+  }}
+  chain fw_forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ct status dnat ct state new accept
+  }}
+}}
+"""
+    sc = scenario_from_dict({"ruleset": "", "nftables": listing, "host": HOST,
+                             "packet": {"proto": "tcp", "src": CLIENT, "sport": 40015, "dst": VIP, "dport": 80,
+                                        "in_iface": "eth0"},
+                             "packets": HANDSHAKE[:3]})
+    kernel, engine = both(sc)
+    assert kernel[1].trace is not None
+    assert list(kernel[1].trace.hops) == [{"family": "inet", "table": "fw", "chain": "fw_forward", "rule": 1,
+                                           "verdict": "ACCEPT"}]
+    assert engine.packets[1].trace is not None
+    assert engine.packets[1].trace.packet_out.header()["src"] == VIP

@@ -469,9 +469,11 @@ def _ct(expr: Ct, p: Packet) -> Any:
         bits = 0
         if ct.confirmed or state in ("ESTABLISHED", "RELATED"):
             bits |= CT_STATUS["confirmed"]
-        if getattr(ct, "seen_reply", state == "ESTABLISHED"):
+        # An entry of a conversation's table knows its bits; a declared one
+        # (entry_id 0) has seen a reply iff it is ESTABLISHED.
+        if ct.seen_reply if ct.entry_id else state == "ESTABLISHED":
             bits |= CT_STATUS["seen-reply"]
-        if getattr(ct, "assured", False):
+        if ct.entry_id and ct.assured:
             bits |= CT_STATUS["assured"]
         if _ct_snat(ct):
             bits |= CT_STATUS["snat"]
