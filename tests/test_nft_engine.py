@@ -165,3 +165,16 @@ def test_the_generated_kube_proxy_listing_dnats_each_service_to_its_endpoint() -
         assert (str(t.packet_out.dst), t.packet_out.dport) == (endpoint_ip(i), 8080)
     t = trace(nft, syn(dst="172.30.9.9", dport=80), host=KHOST)
     assert t.verdict == "DROP"  # an unallocated ClusterIP
+
+
+def test_conntrack_is_on_when_an_nft_rule_uses_ct_or_nat() -> None:
+    from netviz.engine.nft.evaluate import compile_nft
+    from netviz.engine.pipeline import conntrack_enabled
+    from netviz.engine.ruleset import Family
+
+    def on(rule: str) -> bool:
+        nft = parse_nft_text(f"table inet t {{\n\tchain c {{\n\t\ttype filter hook input priority 0; policy accept;\n\t\t{rule}\n\t}}\n}}\n")
+        return conntrack_enabled(parse_ruleset(""), compile_nft(nft, Family.IPV4))
+
+    assert on("ct state new accept") and on("ct mark set 0x00000001") and on("meta mark set ct mark")
+    assert not on("counter") and not on("meta mark set 0x00000001") and not on("notrack")

@@ -216,7 +216,7 @@ class _Walker:
         self.hooks: list[str] = []
         self.uncertain: list[tuple[str, str, int]] = []
         self.fate_step: Step | None = None
-        self.conntrack_on = conntrack_enabled(ruleset) or (nft is not None and nft.conntrack)
+        self.conntrack_on = conntrack_enabled(ruleset, nft)
         tables = [t.name for t in ruleset.tables]
         # iptables-restore ran first: if its rules need conntrack, conntrack
         # registered before any nft base chain.
@@ -1149,7 +1149,12 @@ CONNTRACK_TARGETS = frozenset(
 )
 
 
-def conntrack_enabled(ruleset: Ruleset) -> bool:
+def conntrack_enabled(ruleset: Ruleset, nft: NftEval | None = None) -> bool:
+    """Whether something loaded switches conntrack on: an iptables match or
+    target below, or an nft rule with a `ct` expression or a nat statement
+    (nft.conntrack, from netviz/engine/nft/evaluate.uses_conntrack)."""
+    if nft is not None and nft.conntrack:
+        return True
     for table in ruleset.tables:
         for chain in table.chains:
             for rule in chain.rules:

@@ -88,3 +88,35 @@ def test_engine_matches_kernel_on_real_listings(name: str, i: int, kind: str) ->
     assert not diff, f"{name} packet {packets[i]}\n{diff}\nkernel trace:\n" + "\n".join(kernel.raw)
     if kernel.verdict is not None:
         assert kernel.verdict == engine.verdict
+
+
+V6_LISTINGS = {
+    "rhel8-firewalld-only": ("enp0s3", "virbr0"), "gorbe-webserver": ("eth0", "eth1"),
+    "metal-stack-firewall": ("lan0", "lan1"), "openwrt-fw4-default": ("pppoe-wan", "br-lan"),
+    "nixos-edge-router": ("enp1s0f0", "br-lan"), "lxd-libvirt-repsys13": ("eth0", "mpbr0"),
+}
+V6_PACKETS = [
+    ({"proto": "tcp", "src": "2001:db8:1::9", "dst": "2001:db8:1::1", "sport": 40000, "dport": 22}, 0),
+    ({"proto": "tcp", "src": "2001:db8:1::9", "dst": "2001:db8:2::7", "sport": 40000, "dport": 443}, 0),
+    ({"proto": "icmp", "src": "2001:db8:1::9", "dst": "2001:db8:1::1"}, 0),
+    ({"proto": "udp", "src": "2001:db8:2::9", "dst": "2001:db8:1::7", "sport": 5000, "dport": 53}, 1),
+]
+
+
+@pytest.mark.parametrize("name", sorted(V6_LISTINGS))
+@pytest.mark.parametrize("n", range(len(V6_PACKETS)))
+def test_engine_matches_kernel_on_real_listings_ipv6(name: str, n: int) -> None:
+    ifaces = V6_LISTINGS[name]
+    packet, side = V6_PACKETS[n]
+    sc = scenario_from_dict({
+        "nftables": (DATA / f"{name}.nft").read_text(), "family": "ipv6",
+        "host": {"interfaces": [{"name": ifaces[0], "addrs": ["2001:db8:1::1/64"]},
+                                {"name": ifaces[1], "addrs": ["2001:db8:2::1/64"]}], "routes": []},
+        "packet": {**packet, "in_iface": ifaces[side]},
+    })
+    kernel = replay(sc)
+    engine = trace_scenario(sc)
+    diff = hops_diff(list(kernel.hops), engine.hops())
+    assert not diff, f"{name} packet {packet}\n{diff}\nkernel trace:\n" + "\n".join(kernel.raw)
+    if kernel.verdict is not None:
+        assert kernel.verdict == engine.verdict

@@ -13,10 +13,11 @@ from __future__ import annotations
 import bisect
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..context import EvalContext, Result, TargetOutcome
-from ..matches import _ct_dnat, _ct_snat, ct_view, in_name, out_name
+from ..matches import _ct_dnat, _ct_snat, ct_view
 from ..packet import Packet, proto_name
 from ..ruleset import Family, Option, Target
 from ..targets import TARGETS
@@ -412,11 +413,10 @@ def _payload(expr: Payload, p: Packet, v6: bool) -> Any:
 def _meta(expr: Meta, c: _Ctx) -> Any:
     p = c.packet
     key = expr.key
-    ectx = c.eval_ctx()
     if key in ("iifname", "oifname"):
-        return _in_dev(c) if key == "iifname" else out_name(ectx)
+        return _in_dev(c) if key == "iifname" else _out_dev(c)
     if key in ("iif", "oif", "iiftype", "oiftype"):
-        name = _in_dev(c) if key.startswith("i") else out_name(ectx)
+        name = _in_dev(c) if key.startswith("i") else _out_dev(c)
         if not name:
             # nft_meta_get_eval(): no device at this hook → NFT_BREAK.
             raise _Break(f"there is no {'input' if key.startswith('i') else 'output'} device at {c.hook}")
@@ -450,9 +450,17 @@ def _in_dev(c: _Ctx) -> str:
     # ip_output() passes skb->dev as the input device to POSTROUTING: a
     # forwarded packet still names the device it came in on there (iptables
     # refuses `-i` in POSTROUTING, nft reads it).
-    if c.hook == "POSTROUTING":
+    if c.hook in _IN_DEV_HOOKS:
         return c.packet.in_iface or ""
-    return in_name(c.eval_ctx())
+    return ""
+
+
+_IN_DEV_HOOKS = frozenset({"PREROUTING", "INPUT", "FORWARD", "POSTROUTING"})
+_OUT_DEV_HOOKS = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
+
+
+def _out_dev(c: _Ctx) -> str:
+    return (c.packet.out_iface or "") if c.hook in _OUT_DEV_HOOKS else ""
 
 
 def _ct(expr: Ct, p: Packet) -> Any:
@@ -509,8 +517,8 @@ def _fib(expr: Fib, c: _Ctx) -> Any:
     host = c.walker.host
     flags = set(expr.flags)
     addr = p.src if "saddr" in flags else p.dst
-    iif = in_name(c.eval_ctx()) or None
-    dev = iif if "iif" in flags else (out_name(c.eval_ctx()) or None) if "oif" in flags else None
+    iif = _in_dev(c) or None
+    dev = iif if "iif" in flags else (_out_dev(c) or None) if "oif" in flags else None
     if expr.result == "type":
         have = host.addr_type(addr, dev)
         return sorted(have)[0].lower() if have else "unicast"
@@ -589,9 +597,14 @@ def _set_id(c: _Ctx, name: str) -> str:
     return f"nft {c.family} {c.table} @{name}"
 
 
+@lru_cache(maxsize=65536)
+def _network(prefix: Prefix) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(f"{prefix.addr}/{prefix.length}", strict=False)
+
+
 def _compare(value: Any, dtype: str, op: str, right: Expr) -> bool | None:
     if isinstance(right, Prefix):
-        net = ipaddress.ip_network(f"{right.addr}/{right.length}", strict=False)
+        net = _network(right)
         inside = isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)) and value.version == net.version and value in net
         return (not inside) if op == "!=" else inside
     if isinstance(right, Range):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .model import (
     Action,
     Binop,
@@ -36,6 +38,7 @@ from .model import (
 from .names import BARE_META
 
 
+@lru_cache(maxsize=65536)
 def expr_text(expr: Expr | Verdict | None) -> str:
     if expr is None:
         return ""
@@ -82,6 +85,7 @@ def element_text(element: Element) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
 def statement_text(stmt: Statement) -> str:
     if isinstance(stmt, Match):
         if stmt.text:

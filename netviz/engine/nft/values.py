@@ -4,6 +4,7 @@ constant of the same type reads (nft(8) "DATA TYPES")."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Any
 
 from ..packet import PROTO_NUMBERS
@@ -70,6 +71,7 @@ def payload_type(protocol: str, field: str) -> str:
     return PAYLOAD_TYPES.get(field, "int")
 
 
+@lru_cache(maxsize=65536)
 def parse_const(text: str, dtype: str) -> Any:
     """A listed constant → the value a selector of `dtype` gives."""
     if text.startswith('"') and text.endswith('"'):
