@@ -19,6 +19,9 @@ def import_dump(job: Job, progress: Progress) -> dict[str, Any]:
     owner = get_user_model().objects.filter(pk=job.owner_id).first()
     progress("parsing the dump")
 
+    def parsed(done: int, total: int) -> None:
+        progress("parsing the dump (lines read)", done, total)
+
     def stored(done: int, total: int) -> None:
         progress("storing rules", done, total)
 
@@ -29,7 +32,7 @@ def import_dump(job: Job, progress: Progress) -> dict[str, Any]:
                 ipsets_source=data.get("ipsets_source") or "",
                 nftables_source=data.get("nftables_source") or "",
                 family=data.get("family") or None, owner=owner,
-                description=data.get("description") or "", progress=stored,
+                description=data.get("description") or "", progress=stored, parse_progress=parsed,
             )
             if data.get("host_interfaces") or data.get("host_routes"):
                 store.store_host(name=f"{ruleset.name} host",

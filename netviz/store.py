@@ -63,6 +63,7 @@ def store_ruleset(
     description: str = "",
     progress: Progress | None = None,
     is_demo: bool = False,
+    parse_progress: Progress | None = None,
 ) -> models.Ruleset:
     if ipsets_source:
         # Parse the ipset text alone first, so an error in it can be told
@@ -73,7 +74,7 @@ def store_ruleset(
             exc.origin = "ipsets"  # type: ignore[attr-defined]
             raise
     nft = parse_nftables(nftables_source) if nftables_source.strip() else None
-    parsed = parse_ruleset(source, ipsets_source or None, _family(family))
+    parsed = parse_ruleset(source, ipsets_source or None, _family(family), progress=parse_progress)
     return save_parsed(
         parsed,
         name=name,

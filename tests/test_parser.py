@@ -833,3 +833,13 @@ def test_it_keeps_counters_up_to_64_bits_exactly() -> None:
     assert table.chain("INPUT").counters == Counters(U64_MAX, 2**63)  # type: ignore[union-attr]
     assert chain.counters == Counters(2**63, U64_MAX)
     assert rs.rules()[1].counters == Counters(U64_MAX, 7)
+
+
+def test_it_reports_lines_read_while_parsing() -> None:
+    text = "*filter\n:INPUT ACCEPT [0:0]\n" + "".join(
+        f"-A INPUT -s 10.{i // 65536}.{i // 256 % 256}.{i % 256}/32 -j ACCEPT\n" for i in range(9000)
+    ) + "COMMIT\n"
+    seen: list[tuple[int, int]] = []
+    parse_ruleset(text, progress=lambda done, total: seen.append((done, total)))
+    total = text.count("\n") + 1
+    assert seen == [(4096, total), (8192, total)]

@@ -1337,12 +1337,18 @@ def parse_iptables_save(text: str, family: Family | None = None) -> Ruleset:
         return _parse_iptables(text, family)[0]
 
 
-def _parse_iptables(text: str, family: Family | None) -> tuple[Ruleset, list[_SetRef]]:
+def _parse_iptables(text: str, family: Family | None,
+                    progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[Ruleset, list[_SetRef]]:
     st = _State(family)
     lines = text.split("\n")
     lineno = 0
     crlf = "\r" in text
+    total = len(lines)
     for lineno, raw in enumerate(lines, 1):
+        # Lines read so far, every 4096 lines, for a job page's percentage.
+        if progress is not None and not lineno & 4095:
+            progress(lineno, total)
         if crlf:
             raw = raw.removesuffix("\r")
         c = raw[:1]
@@ -2353,9 +2359,11 @@ def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw
 # --- both ----------------------------------------------------------------------
 
 
-def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = None) -> Ruleset:
+def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Ruleset:
+    """`progress(lines read, lines)` is called now and then while parsing."""
     with _gc_paused():
-        ruleset, refs = _parse_iptables(text, family)
+        ruleset, refs = _parse_iptables(text, family, progress)
     if ipsets is None:
         return ruleset
     sets = parse_ipset_save(ipsets)
