@@ -42,6 +42,9 @@ MIDDLEWARE = [
     # whitenoise serves /static/ from STATIC_ROOT in production (inserted below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which reads the body: a body too large to read
+    # gets a readable 413 (netviz/web/middleware.py).
+    "netviz.web.middleware.TooLargeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -109,6 +109,19 @@ IMPORT_KEYS = ("name", "source", "ipsets_source", "nftables_source", "family", "
                "host_interfaces", "host_routes", "is_public")
 
 
+def upload_too_large(request: HttpRequest) -> HttpResponse:
+    # Pasted text beyond DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read
+    # the body, so there is no form to redisplay.
+    ctx: dict[str, Any] = {
+        "max_upload": max_upload(),
+        "max_upload_human": human_size(max_upload()),
+        "form": UploadForm(),
+        "too_large": f"The upload is larger than the limit of {human_size(max_upload())}.",
+    }
+    template = "netviz/upload_form.html" if request.htmx else "netviz/upload.html"
+    return render(request, template, ctx, status=_refused(request, 413))
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     ctx: dict[str, Any] = {
@@ -125,11 +138,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         form = UploadForm(request.POST, request.FILES)
         valid = form.is_valid()
     except RequestDataTooBig:
-        # Pasted text beyond DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to
-        # read the body, so there is no form to redisplay.
-        ctx["form"] = UploadForm()
-        ctx["too_large"] = f"The upload is larger than the limit of {human_size(max_upload())}."
-        return render(request, template, ctx, status=_refused(request, 413))
+        return upload_too_large(request)
     ctx["form"] = form
     if not valid:
         too_large = any(e.code == "too_large" for errs in form.errors.as_data().values() for e in errs)

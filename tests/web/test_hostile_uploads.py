@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from netviz import models, store
@@ -107,3 +107,32 @@ def test_a_counter_above_64_bits_is_refused_with_the_line(client: Client) -> Non
     body = r.content.decode()
     assert "2^64-1" in body and str(U64_MAX + 1) in body
     assert not models.Ruleset.objects.exists()
+
+
+def _csrf_client() -> tuple[Client, str]:
+    # A real browser's POST: the CSRF middleware checks it, reading the body first.
+    client = Client(enforce_csrf_checks=True)
+    client.get(reverse("netviz:upload"))
+    return client, client.cookies["csrftoken"].value
+
+
+@override_settings(NETVIZ_MAX_UPLOAD=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=2000)
+@pytest.mark.parametrize("htmx", [False, True])
+def test_pasted_text_too_big_to_read_gets_the_readable_413_through_csrf(htmx: bool) -> None:
+    client, token = _csrf_client()
+    headers = {"HX-Request": "true"} if htmx else {}
+    r = client.post(reverse("netviz:upload"), {"dump_text": "x" * 5000, "csrfmiddlewaretoken": token},
+                    headers=headers)
+    assert r.status_code == (200 if htmx else 413)
+    body = r.content.decode()
+    assert "larger than the limit of 1000 bytes" in body and 'id="upload-form"' in body
+    assert not models.Ruleset.objects.exists()
+
+
+@override_settings(NETVIZ_MAX_UPLOAD=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=2000)
+def test_a_body_too_big_elsewhere_is_413_and_a_forged_post_still_403() -> None:
+    client, token = _csrf_client()
+    r = client.post("/lessons/new/", {"title": "x" * 5000, "csrfmiddlewaretoken": token})
+    assert r.status_code == 413 and b"1000 bytes" in r.content
+    # Small enough to read: CSRF protection still answers as before.
+    assert client.post("/lessons/new/", {"title": "x"}).status_code == 403
