@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from . import models
 
@@ -147,3 +148,30 @@ class LessonAdmin(admin.ModelAdmin):
     @admin.display(description="steps")
     def step_count(self, obj: models.Lesson) -> int:
         return obj.steps.count()
+
+
+@admin.register(models.Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ("name", "hostname", "taken", "owner", "is_public", "created")
+    list_filter = ("is_public",)
+    search_fields = ("name", "hostname")
+    readonly_fields = ("text", "notes", "taken", "hostname")
+    actions = OWNED_ACTIONS
+
+
+@admin.register(models.ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    # The digest is all there is of a token; staff can revoke, never read one.
+    list_display = ("name", "prefix", "user", "created", "last_used", "revoked")
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = ("prefix", "digest", "created", "last_used")
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
+
+    actions = ("revoke_tokens",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A token is made on the account page, where it is shown once.
+        return False

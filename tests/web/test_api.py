@@ -193,3 +193,18 @@ def test_a_bad_snapshot_on_the_web_names_the_line(client: Client) -> None:
     response = client.post("/upload/snapshot/", {"snapshot_file": SimpleUploadedFile("e", evil.encode())})
     assert response.status_code == 400 and "<script>alert" not in response.content.decode()
     assert models.Ruleset.objects.count() == 0
+
+
+def test_staff_see_snapshots_and_revoke_tokens_in_the_admin(client: Client, alice: Any,
+                                                             django_user_model: Any) -> None:
+    row, token = apitokens.create_token(alice, "t")
+    assert _post_snapshot(client, token).status_code == 201
+    staff = django_user_model.objects.create_superuser("root", password="pw-root-123")
+    client.force_login(staff)
+    page = client.get("/admin/netviz/snapshot/").content.decode()
+    assert "vm" in page
+    page = client.get("/admin/netviz/apitoken/").content.decode()
+    assert row.prefix in page and row.digest not in page
+    response = client.post("/admin/netviz/apitoken/", {"action": "revoke_tokens", "_selected_action": [row.pk]})
+    assert response.status_code == 302
+    assert _post_snapshot(Client(), token).status_code == 401
