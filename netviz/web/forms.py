@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import UploadedFile
 from netviz.engine import host as engine_host
 from netviz.engine import iproute
 from netviz.engine.ruleset import Family
+from netviz.engine.snapshot import looks_like_snapshot
 
 FAMILY_CHOICES = [("", "Detect from the dump"), ("ipv4", "IPv4 (iptables-save)"), ("ipv6", "IPv6 (ip6tables-save)")]
 
@@ -149,6 +150,13 @@ class UploadForm(forms.Form):
             return data
         source = data.get("dump_file") or data.get("dump_text") or ""
         nftables = data.get("nftables_file") or data.get("nftables_text") or ""
+        if looks_like_snapshot(source):
+            # One file holding everything: its own form stores all of it.
+            raise forms.ValidationError(
+                "This is a node snapshot from netviz-collect: upload it with “Upload a node snapshot” "
+                "below, which stores its rules, ipsets, nft listing and host profile in one step.",
+                code="snapshot",
+            )
         # A node may be all iptables, all nftables, or both at once.
         if not source.strip() and not nftables.strip():
             raise forms.ValidationError(

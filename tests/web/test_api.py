@@ -208,3 +208,11 @@ def test_staff_see_snapshots_and_revoke_tokens_in_the_admin(client: Client, alic
     response = client.post("/admin/netviz/apitoken/", {"action": "revoke_tokens", "_selected_action": [row.pk]})
     assert response.status_code == 302
     assert _post_snapshot(Client(), token).status_code == 401
+
+
+def test_a_snapshot_in_the_dump_field_is_sent_to_the_snapshot_form(client: Client) -> None:
+    upload = SimpleUploadedFile("node.snapshot", SNAPSHOT.read_bytes())
+    response = client.post("/upload/", {"dump_file": upload})
+    assert response.status_code == 400
+    assert "node snapshot from netviz-collect" in response.content.decode()
+    assert models.Ruleset.objects.count() == 0
