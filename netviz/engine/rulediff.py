@@ -7,6 +7,10 @@ default: `iptables-save -c` of two nodes never agree on them) and generated
 hashes: Calico's `cali:XXXXXXXXXXXXXXXX` rule comments and kube-proxy's
 hashed chain names (KUBE-SVC-<16 base32 chars>, KUBE-SEP-…), which differ
 between nodes and versions for the same rule.
+
+Native nftables tables of the nodes' listings are compared the same way,
+as tables named "<family> <table>" (graph.nft_table_key), their rules by
+their listed text with counters left out.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from .nft.model import Chain as NftChain
+from .nft.model import NftRuleset
+from .nft.model import Rule as NftRule
 from .ruleset import Chain, Rule, Ruleset
+
+AnyChain = Chain | NftChain
+AnyRule = Rule | NftRule
+# nft lists a counter with its values: `counter packets 3 bytes 180`.
+_NFT_COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
 
 # felix/rules: the rule hash is 16 url-safe base64 characters after "cali:".
 _CALI_HASH = re.compile(r'(--comment\s+"?)cali:[A-Za-z0-9_-]{16}("?)')
@@ -41,8 +53,8 @@ class DiffOptions:
 @dataclass(frozen=True)
 class RuleLine:
     change: Change
-    left: Rule | None
-    right: Rule | None
+    left: AnyRule | None
+    right: AnyRule | None
 
     @property
     def left_text(self) -> str:
@@ -58,17 +70,22 @@ class ChainDiff:
     table: str
     name: str  # the left name; the right one when the chain was added
     change: Change
-    left: Chain | None
-    right: Chain | None
+    left: AnyChain | None
+    right: AnyChain | None
     lines: tuple[RuleLine, ...]
     right_name: str = ""  # set when hashes are ignored and the chain was renamed
 
     @property
+    def left_policy(self) -> str:
+        return chain_policy(self.left)
+
+    @property
+    def right_policy(self) -> str:
+        return chain_policy(self.right)
+
+    @property
     def policy_changed(self) -> bool:
-        return (
-            self.left is not None and self.right is not None
-            and self.left.policy != self.right.policy
-        )
+        return self.left is not None and self.right is not None and self.left_policy != self.right_policy
 
     def count(self, change: Change) -> int:
         return sum(1 for line in self.lines if line.change is change)
@@ -111,8 +128,8 @@ class RulesetDiff:
             out.append(head + " @@")
             if chain.policy_changed:
                 assert chain.left is not None and chain.right is not None
-                out.append(f"-:{chain.left.name} {chain.left.policy}")
-                out.append(f"+:{chain.right.name} {chain.right.policy}")
+                out.append(f"-:{chain.left.name} {chain.left_policy}")
+                out.append(f"+:{chain.right.name} {chain.right_policy}")
             for line in chain.lines:
                 if line.change is Change.SAME:
                     out.append(f" {line.left_text}")
@@ -124,7 +141,17 @@ class RulesetDiff:
         return "\n".join(out) + "\n"
 
 
-def normalise_rule(rule: Rule, options: DiffOptions) -> str:
+def chain_policy(chain: AnyChain | None) -> str:
+    if isinstance(chain, NftChain):
+        return chain.base.policy if chain.base is not None else ""
+    return (chain.policy or "") if chain is not None else ""
+
+
+def normalise_rule(rule: AnyRule, options: DiffOptions) -> str:
+    if isinstance(rule, NftRule):
+        if options.ignore_counters:
+            return _NFT_COUNTER.sub("counter", rule.text)
+        return rule.text
     text = rule.canonical()
     if options.ignore_hashes:
         text = _CALI_HASH.sub(r"\1cali:…\2", text)
@@ -138,7 +165,9 @@ def _chain_key(name: str, options: DiffOptions) -> str:
     return _KUBE_HASH.sub(r"\1…", name) if options.ignore_hashes else name
 
 
-def _diff_rules(left: tuple[Rule, ...], right: tuple[Rule, ...], options: DiffOptions) -> tuple[RuleLine, ...]:
+def _diff_rules(
+    left: tuple[AnyRule, ...], right: tuple[AnyRule, ...], options: DiffOptions
+) -> tuple[RuleLine, ...]:
     a = [normalise_rule(r, options) for r in left]
     b = [normalise_rule(r, options) for r in right]
     lines: list[RuleLine] = []
@@ -161,15 +190,15 @@ def _diff_rules(left: tuple[Rule, ...], right: tuple[Rule, ...], options: DiffOp
     return tuple(lines)
 
 
-def _chain_diff(table: str, left: Chain | None, right: Chain | None, options: DiffOptions) -> ChainDiff:
+def _chain_diff(table: str, left: AnyChain | None, right: AnyChain | None, options: DiffOptions) -> ChainDiff:
     lines = _diff_rules(left.rules if left else (), right.rules if right else (), options)
     if left is None:
         change = Change.ADDED
     elif right is None:
         change = Change.REMOVED
     else:
-        policy_differs = left.policy != right.policy
-        if not options.ignore_counters and left.counters != right.counters:
+        policy_differs = chain_policy(left) != chain_policy(right)
+        if not options.ignore_counters and getattr(left, "counters", None) != getattr(right, "counters", None):
             policy_differs = True
         change = Change.CHANGED if policy_differs or any(
             line.change is not Change.SAME for line in lines
@@ -179,19 +208,34 @@ def _chain_diff(table: str, left: Chain | None, right: Chain | None, options: Di
     return ChainDiff(table, name, change, left, right, lines, right_name)
 
 
+def _tables(ruleset: Ruleset, nft: NftRuleset | None) -> dict[str, tuple[AnyChain, ...]]:
+    tables: dict[str, tuple[AnyChain, ...]] = {t.name: tuple(t.chains) for t in ruleset.tables}
+    for table in nft.tables if nft is not None else ():
+        # iptables-nft's tables are the dump's, already compared above.
+        if not table.managed:
+            tables[f"{table.family} {table.name}"] = table.chains
+    return tables
+
+
 def diff_rulesets(
-    left: Ruleset, right: Ruleset, *, ignore_counters: bool = True, ignore_hashes: bool = False
+    left: Ruleset,
+    right: Ruleset,
+    *,
+    ignore_counters: bool = True,
+    ignore_hashes: bool = False,
+    left_nft: NftRuleset | None = None,
+    right_nft: NftRuleset | None = None,
 ) -> RulesetDiff:
     options = DiffOptions(ignore_counters=ignore_counters, ignore_hashes=ignore_hashes)
-    left_tables = [t.name for t in left.tables]
-    right_tables = [t.name for t in right.tables]
+    ltables, rtables = _tables(left, left_nft), _tables(right, right_nft)
+    left_tables = list(ltables)
+    right_tables = list(rtables)
     chains: list[ChainDiff] = []
     for table_name in left_tables + [t for t in right_tables if t not in left_tables]:
-        lt, rt = left.table(table_name), right.table(table_name)
-        lchains = list(lt.chains) if lt else []
-        rchains = list(rt.chains) if rt else []
+        lchains = list(ltables.get(table_name, ()))
+        rchains = list(rtables.get(table_name, ()))
         rby = {c.name: c for c in rchains}
-        paired: dict[str, Chain] = {}
+        paired: dict[str, AnyChain] = {}
         for c in lchains:
             if c.name in rby:
                 paired[c.name] = rby.pop(c.name)

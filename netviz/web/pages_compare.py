@@ -475,6 +475,7 @@ def _diff(form: DiffForm) -> RulesetDiff:
     return diff_rulesets(
         load_ruleset(d["left"]), load_ruleset(d["right"]),
         ignore_counters=bool(d.get("ignore_counters")), ignore_hashes=bool(d.get("ignore_hashes")),
+        left_nft=load_nftables(d["left"]), right_nft=load_nftables(d["right"]),
     )
 
 

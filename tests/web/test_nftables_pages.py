@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -153,3 +154,22 @@ def test_it_escapes_hostile_names_comments_and_elements(client: Client) -> None:
     assert svg.status_code == 200
     text = svg.content.decode()
     assert "<script>" not in text and "<img" not in text
+
+
+def test_it_escapes_hostile_nft_names_in_the_flow_diagram(client: Client) -> None:
+    listing = json.loads(HOSTILE_LISTING)
+    listing["nftables"][2]["chain"]["hook"] = "output"
+    rs = store.store_ruleset(name="hostile", source="", nftables_source=json.dumps(listing))
+    packet = urlencode({"proto": "tcp", "src": "10.0.0.1", "sport": "40000", "dst": "10.0.0.2",
+                        "dport": "80", "tcp_flags": "S", "ctstate": "NEW"})
+    page_body = client.get(reverse("netviz:trace", args=[rs.pk]) + "?" + packet).content.decode()
+    assert "<script>alert(1)" not in page_body and "<b>x</b>" not in page_body
+    dot = client.get(reverse("netviz:trace_flow", args=[rs.pk, "dot"]) + "?" + packet).content.decode()
+    # The box of the hostile chain: its id is percent-encoded, its label DOT-escaped.
+    assert "flow-OUTPUT-nft-inet-~3Cb~3Ex~3C~2Fb~3E-in~3Cscript~3E" in dot
+    assert r'in\<script\>alert(1)\</script\>\"q&amp;amp;\\\{a\|b\}' in dot
+    svg = client.get(reverse("netviz:trace_flow", args=[rs.pk, "svg"]) + "?" + packet)
+    assert svg.status_code == 200
+    text = svg.content.decode()
+    assert "<script>" not in text and "<b>" not in text
+    assert "in&lt;script&gt;alert(1)" in text
