@@ -10,6 +10,7 @@ table holds the connected routes of the addresses plus the given routes.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1024,6 +1025,31 @@ def parse_sysctls(raw: Any) -> tuple[tuple[str, str], ...]:
                 raise ValueError(f"host.sysctls[{name!r}]: {value!r} is not a number") from None
         out.append((name, text))
     return tuple(out)
+
+
+def parse_sysctl_text(text: str) -> dict[str, str]:
+    """`sysctl -a` (or `sysctl net.ipv4.conf`) output, "name = value" a line,
+    or a JSON object → {name: value}; comment and blank lines skipped."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON object: {exc}") from None
+        return {str(k): str(v) for k, v in dict(parse_sysctls(data)).items()}
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"line {n} {line!r}: expected name = value")
+        name = name.strip()
+        if name.startswith("/proc/sys/"):
+            name = name.removeprefix("/proc/sys/").replace("/", ".")
+        out[name] = value.strip()
+    return dict(parse_sysctls(out))
 
 
 def _interface_extras(iface: Interface, item: dict[str, Any], n: int) -> Interface:

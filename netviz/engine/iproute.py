@@ -345,7 +345,11 @@ def ip_interfaces(text: str) -> list[dict[str, Any]]:
     if not text.strip():
         return []
     if looks_like_json(text):
-        return interfaces_from_ip_json(text)
+        items = _loads(text)
+        if items and all(isinstance(i, dict) and "name" in i and "ifname" not in i for i in items):
+            # Already the scenario's own format (as the host page shows it).
+            return [dict(i) for i in items]
+        return interfaces_from_ip_json(items)
     return parse_ip_addr(text)
 
 

@@ -420,6 +420,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "ipsets": ruleset.ipsets.all()[:200],
             "ipset_count": ruleset.ipsets.count(),
             "hosts": ruleset.hosts.all(),
+            "can_edit": access.can_edit(request, "r", ruleset),
             "traces": [
                 {"trace": t, "url": _saved_trace_url(t)}
                 for t in ruleset.traces.filter(access.listed_q(request))[:20]

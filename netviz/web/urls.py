@@ -8,6 +8,7 @@ from . import (  # noqa: E402
     pages_accounts,
     pages_compare,
     pages_fleet,
+    pages_hosts,
     pages_jobs,
     pages_kernel,
     pages_lessons,
@@ -19,6 +20,7 @@ from . import (  # noqa: E402
 
 urlpatterns = [
     *pages_rulesets.urlpatterns,
+    *pages_hosts.urlpatterns,
     *pages_traces.urlpatterns,
     *pages_kernel.urlpatterns,
     *pages_jobs.urlpatterns,
