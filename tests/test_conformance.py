@@ -1,6 +1,6 @@
 """The netfilter iptables test data as a conformance suite for the parser.
 
-See ../shared/iptables-tests/README.md: `extensions/*.t` lines are
+tests/data/iptables-tests (tests/data/SOURCES.md): `extensions/*.t` lines are
 `RULE;SAVED;RESULT[;VARIANT[;ALT_RESULT]]`, and the shell-test dumps are fixed
 points of save∘restore.
 """
@@ -20,7 +20,7 @@ from netviz.engine.parser import (
 )
 from netviz.engine.ruleset import BUILTIN_CHAINS, Family, Rule
 
-TESTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "iptables-tests"
+TESTS = Path(__file__).resolve().parent / "data" / "iptables-tests"
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,6 @@ class Case:
 
 
 def load_cases() -> list[Case]:
-    if not TESTS.is_dir():
-        return []
     cases: list[Case] = []
     for path in sorted(TESTS.glob("*.t")):
         table, chains = "filter", ["INPUT"]
@@ -80,11 +78,6 @@ OK_CASES = [c for c in CASES if c.result in ("OK", "NOMATCH")]
 FAIL_CASES = [c for c in CASES if c.result == "FAIL"]
 
 
-def need_tests() -> None:
-    if not TESTS.is_dir():
-        pytest.skip(f"iptables test data not found at {TESTS} (../shared from the project root)")
-
-
 def dump(case: Case, rule_text: str) -> str:
     decl = "" if case.chain in BUILTIN_CHAINS[case.table] else f":{case.chain} - [0:0]\n"
     return f"*{case.table}\n{decl}-A {case.chain} {rule_text}\nCOMMIT\n"
@@ -103,7 +96,6 @@ def case_id(case: Case) -> str:
 
 
 def test_the_suite_is_there() -> None:
-    need_tests()
     # 31 extension files; every rule line is tried once per chain it lists
     assert len({c.file for c in CASES}) == 31
     assert len(OK_CASES) > 400
@@ -132,7 +124,6 @@ def test_it_reads_rule_and_saved_forms_alike_where_no_value_rewriting_is_needed(
     # `--icmp-type echo-reply` → `0`, `--syn` → `--tcp-flags …`); the parser
     # keeps values as written and leaves their meaning to the matchers, so
     # only pairs without such a rewrite read the same.  This pins the count.
-    need_tests()
     same = differ = 0
     for case in OK_CASES:
         if case.result != "OK" or not case.saved:
@@ -158,8 +149,7 @@ def test_it_rejects_every_fail_rule(case: Case) -> None:
 
 
 def dump_files(directory: str) -> list[Path]:
-    folder = TESTS / directory
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+    return sorted((TESTS / directory).iterdir())
 
 
 def without_comments(text: str, blank_lines: bool = True) -> str:

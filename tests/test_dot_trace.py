@@ -21,7 +21,7 @@ from netviz.engine.ruleset import Family
 from netviz.engine.trace import Step, StepKind, Trace
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "dot_trace"
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+REALWORLD = Path(__file__).resolve().parent / "data" / "realworld"
 
 
 def check_golden(name: str, text: str) -> None:
@@ -186,9 +186,7 @@ def test_it_draws_real_traces_like_the_golden_files(name: str, dump: str, host: 
     from netviz.engine.pipeline import trace_scenario
     from netviz.scenario import scenario_from_dict
 
-    path = SHARED / "realworld" / dump
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
+    path = REALWORLD / dump
     text = path.read_text(encoding="utf-8")
     trace = trace_scenario(scenario_from_dict({"ruleset": text, "host": host, "packet": packet}))
     ruleset = parse_ruleset(text, family=Family.IPV4)

@@ -257,17 +257,14 @@ def test_any_text_as_ipset_save_parses_or_raises_parse_error(text: str) -> None:
 
 # -- every rule of the real dumps prints back to itself -------------------------
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def _real_dumps() -> list[Path]:
     found: list[Path] = []
     for folder in ("realworld", "iptables-tests/dumps-ipt-save", "iptables-tests/dumps-ipt-restore",
                    "iptables-tests/dumps-firewalld-restore"):
-        base = SHARED / folder
-        if not base.is_dir():
-            continue
-        for path in sorted(base.iterdir()):
+        for path in sorted((DATA / folder).iterdir()):
             # Notes, ipset saves and trace oracles are not iptables-save text.
             if path.is_file() and path.suffix != ".md" and not any(
                 word in path.name for word in ("ipset", "oracles")

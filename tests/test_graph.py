@@ -1,11 +1,9 @@
-"""The chain call graph against real dumps: fixtures/demo (shipped) and
-../shared/realworld (skipped when absent)."""
+"""The chain call graph against real dumps: fixtures/demo and
+tests/data/realworld."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from netviz.engine import graph
 from netviz.engine.parser import parse_ruleset
@@ -13,7 +11,7 @@ from netviz.engine.ruleset import Ruleset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "fixtures" / "demo"
-SHARED = ROOT / ".." / "shared"
+REALWORLD = ROOT / "tests" / "data" / "realworld"
 
 
 def demo(node: str) -> Ruleset:
@@ -21,10 +19,7 @@ def demo(node: str) -> Ruleset:
 
 
 def shared(name: str) -> Ruleset:
-    path = SHARED / "realworld" / name
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
-    return parse_ruleset(path.read_text())
+    return parse_ruleset((REALWORLD / name).read_text())
 
 
 def test_it_has_one_node_per_chain_and_one_edge_per_jump() -> None:

@@ -22,8 +22,7 @@ from netviz.engine.trace import Step, StepKind, Trace
 from netviz.testing.gendump import generate_dump, sample_packets
 from netviz.testing.randomrules import random_scenario
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-REALWORLD = SHARED / "realworld"
+REALWORLD = Path(__file__).resolve().parent / "data" / "realworld"
 
 
 def _trace(ruleset: Ruleset, host: Host, packet: dict[str, Any], family: Family, use_index: bool,
@@ -156,15 +155,11 @@ def _version(addr: str) -> int:
 
 
 def _realworld() -> list[Path]:
-    if not REALWORLD.is_dir():
-        return []
     return sorted(p for p in REALWORLD.iterdir() if p.suffix in (".rules", ".restore"))
 
 
 @pytest.mark.parametrize("path", _realworld(), ids=lambda p: p.name)
 def test_it_keeps_traces_of_realworld_dumps(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not REALWORLD.is_dir():
-        pytest.skip(f"shared material not found at {REALWORLD}")
     monkeypatch.setattr(index_mod, "INDEX_MIN_RULES", 0)
     monkeypatch.setattr(pipeline, "MIN_SKIP_RUN", 1)
     text = path.read_text()

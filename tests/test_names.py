@@ -9,15 +9,11 @@ import pytest
 from netviz.engine.parser import parse_ruleset
 from netviz.web.names import chain_descriptions, describe_chain, service_from_comment
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / ".." / "shared"
+REALWORLD = Path(__file__).resolve().parent / "data" / "realworld"
 
 
-def shared(name: str) -> str:
-    path = SHARED / "realworld" / name
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
-    return path.read_text()
+def realworld(name: str) -> str:
+    return (REALWORLD / name).read_text()
 
 
 @pytest.mark.parametrize(
@@ -51,7 +47,7 @@ def test_it_describes_calico_and_docker_chains() -> None:
 
 
 def test_it_names_kube_proxy_chains_in_a_real_dump() -> None:
-    names = chain_descriptions(parse_ruleset(shared("kube-proxy-flannel-centos7-FIXED.rules")))
+    names = chain_descriptions(parse_ruleset(realworld("kube-proxy-flannel-centos7-FIXED.rules")))
     svc = {c: d for (t, c), d in names.items() if c.startswith("KUBE-SVC-")}
     assert svc and all(d.startswith("service ") for d in svc.values())
     assert names[("nat", "KUBE-SVC-NPX46M4PTMTKRN6Y")] == "service default/kubernetes:https"
@@ -60,7 +56,7 @@ def test_it_names_kube_proxy_chains_in_a_real_dump() -> None:
 
 
 def test_it_names_external_traffic_chains() -> None:
-    text = shared("kube-proxy-test-overall-iptables-rules.restore")
+    text = realworld("kube-proxy-test-overall-iptables-rules.restore")
     try:
         rs = parse_ruleset(text)
     except ValueError as exc:  # restore input, not save output

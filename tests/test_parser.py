@@ -20,19 +20,11 @@ from netviz.engine.parser import (
 from netviz.engine.ruleset import Counters, Family, Match, Option, Rule, Target
 from netviz.testing.gendump import SIZES, generate_dump
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-REALWORLD = SHARED / "realworld"
+REALWORLD = Path(__file__).resolve().parent / "data" / "realworld"
 
 
 def realworld_dumps() -> list[Path]:
-    if not REALWORLD.is_dir():
-        return []
     return sorted([*REALWORLD.glob("*.rules"), *REALWORLD.glob("*.restore")])
-
-
-def need_shared() -> None:
-    if not REALWORLD.is_dir():
-        pytest.skip(f"shared material not found at {SHARED} (../shared from the project root)")
 
 
 def table(body: str, name: str = "filter") -> str:
@@ -88,7 +80,6 @@ def test_it_parses_every_realworld_dump(path: Path) -> None:
 
 
 def test_it_expected_families_and_sizes() -> None:
-    need_shared()
     want = {
         "kube-proxy-flannel-docker-libvirt-v1.22.rules": (Family.IPV4, 115),
         "ufw-libvirt-ip6tables-counters.rules": (Family.IPV6, 113),
@@ -105,7 +96,6 @@ def test_it_reads_back_save_output_token_for_token() -> None:
     # iptables-save output is canonical already: printing a parsed rule gives
     # the same arguments back (quoting of comments aside, which Rule.canonical
     # only applies where a tokenizer needs it)
-    need_shared()
     checked = 0
     for path in realworld_dumps():
         if path.suffix != ".rules" or path.name.startswith(("ufw-libvirt-counters", "calico-aks")):
@@ -120,7 +110,6 @@ def test_it_reads_back_save_output_token_for_token() -> None:
 
 
 def test_it_keeps_counters_of_a_counted_dump() -> None:
-    need_shared()
     ruleset = parse_iptables_save((REALWORLD / "k3s-kube-proxy-docker-counters.rules").read_text())
     text = (REALWORLD / "k3s-kube-proxy-docker-counters.rules").read_text().splitlines()
     for rule in ruleset.rules():
@@ -676,7 +665,6 @@ def test_it_parses_ipset_save() -> None:
 
 
 def test_it_parses_ipset_list_output() -> None:
-    need_shared()
     sets = parse_ipset_save((REALWORLD / "ipset-kube-proxy-ipvs-cluster-ip.ipset.txt").read_text())
     assert len(sets) == 1
     cip = sets[0]
@@ -747,7 +735,6 @@ def test_it_combines_rules_and_sets() -> None:
 
 
 def test_it_pairs_the_ipvs_dump_with_its_ipset() -> None:
-    need_shared()
     rules = (REALWORLD / "kube-proxy-ipvs-calico-natoutgoing-on.rules").read_text()
     listing = (REALWORLD / "ipset-kube-proxy-ipvs-cluster-ip.ipset.txt").read_text()
     # the dump also references KUBE-LOOP-BACK etc., which the listing lacks

@@ -19,7 +19,7 @@ from netviz.engine.report import packet_changes, packet_line, render_text, summa
 from netviz.engine.ruleset import Family
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report"
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+REALWORLD = Path(__file__).resolve().parent / "data" / "realworld"
 
 
 def check_golden(name: str, text: str) -> None:
@@ -119,9 +119,7 @@ REAL_CASES = [
 def test_it_renders_real_dump_traces_like_the_golden_file(
     name: str, dump: str, host: dict, packet: dict
 ) -> None:
-    path = SHARED / "realworld" / dump
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
+    path = REALWORLD / dump
     pipeline = pytest.importorskip("netviz.engine.pipeline")
     scenario_mod = pytest.importorskip("netviz.scenario")
     sc = scenario_mod.scenario_from_dict(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from netviz.engine.parser import parse_ruleset
 from netviz.engine.rulediff import Change, diff_rulesets
 
 ROOT = Path(__file__).resolve().parents[1]
 NATOUT = ROOT / "fixtures" / "demo" / "calico-natoutgoing"
-SHARED = ROOT / ".." / "shared"
+REALWORLD = ROOT / "tests" / "data" / "realworld"
 
 
 def natout(side: str):  # type: ignore[no-untyped-def]
@@ -97,9 +95,7 @@ def test_it_reports_policies_inserted_rules_and_tables() -> None:
 
 
 def test_it_diffs_the_real_broken_and_fixed_node() -> None:
-    broken, fixed = (SHARED / "realworld" / f"kube-proxy-flannel-centos7-{s}.rules" for s in ("BROKEN", "FIXED"))
-    if not broken.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
+    broken, fixed = (REALWORLD / f"kube-proxy-flannel-centos7-{s}.rules" for s in ("BROKEN", "FIXED"))
     diff = diff_rulesets(parse_ruleset(broken.read_text()), parse_ruleset(fixed.read_text()))
     removed = [line.left_text for c in diff.chains for line in c.lines if line.change is Change.REMOVED]
     # The fix removed CentOS' static REJECT rules that broke pod → apiserver.

@@ -27,7 +27,7 @@ ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-SHARED = ROOT / ".." / "shared"
+REALWORLD = ROOT / "tests" / "data" / "realworld"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,9 +93,6 @@ def web(browser: Any, live_server: Any) -> Iterator[Page]:
 @pytest.fixture
 def shared_dump() -> Any:
     def read(name: str) -> str:
-        path = SHARED / "realworld" / name
-        if not path.exists():
-            pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
-        return path.read_text(encoding="utf-8")
+        return (REALWORLD / name).read_text(encoding="utf-8")
 
     return read

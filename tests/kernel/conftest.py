@@ -7,13 +7,9 @@ tools; a kernel test never passes without asking the kernel.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from netviz.kernel import kernel_available
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,10 +30,4 @@ def kernel() -> None:
     if not ok:
         pytest.skip(f"kernel replay unavailable: {why}")
 
-
-@pytest.fixture
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared reference material not found at {SHARED}")
-    return SHARED
 

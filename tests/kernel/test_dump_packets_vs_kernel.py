@@ -16,7 +16,7 @@ from netviz.testing.compare import hops_diff
 from netviz.testing.dumpfuzz import dump_scenarios
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "realworld"
+REALWORLD = Path(__file__).resolve().parents[1] / "data" / "realworld"
 PACKETS = int(os.environ.get("NETVIZ_DUMP_PACKETS", "6"))
 
 # Sets the dumps use, written for these tests (the dumps come without them).
@@ -45,10 +45,7 @@ DUMPS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("dump", DUMPS)
 def test_real_dump_packets_match_kernel(kernel: None, dump: str) -> None:
-    path = SHARED / dump
-    if not path.is_file():
-        pytest.skip(f"real dumps not found at {SHARED}")
-    text = path.read_text()
+    text = (REALWORLD / dump).read_text()
     ipsets = (DATA / IPSETS[dump]).read_text() if dump in IPSETS else None
     failures = []
     for data in dump_scenarios(text, ipsets, seed=7, count=PACKETS):

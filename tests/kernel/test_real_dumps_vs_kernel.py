@@ -1,4 +1,4 @@
-"""Real iptables-save dumps (shared/realworld) on a host made to fit them:
+"""Real iptables-save dumps (tests/data/realworld) on a host made to fit them:
 the kernel's fate first, then the engine's hops against the kernel's.
 
 Addresses are those of the dumps; everything lives in the replay's own
@@ -17,6 +17,7 @@ from netviz.kernel import replay
 from netviz.scenario import scenario_from_dict
 from netviz.testing import hops_diff
 
+REALWORLD = Path(__file__).resolve().parents[1] / "data" / "realworld"
 pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.slow]
 
 DOCKER_HOST = {
@@ -132,10 +133,10 @@ CASES: list[tuple[str, str, str | None, dict[str, Any], dict[str, Any], str]] = 
     ids=[case[0] for case in CASES],
 )
 def test_real_dump(
-    shared_dir: Path, dump: str, ipsets: str | None, host: dict[str, Any], packet: dict[str, Any], fate: str
+    dump: str, ipsets: str | None, host: dict[str, Any], packet: dict[str, Any], fate: str
 ) -> None:
     data: dict[str, Any] = {
-        "ruleset": (shared_dir / "realworld" / dump).read_text(encoding="utf-8"),
+        "ruleset": (REALWORLD / dump).read_text(encoding="utf-8"),
         "host": host,
         "packet": packet,
     }

@@ -1,5 +1,5 @@
 """The trace page, its htmx partials, downloads and saved traces — against
-real dumps from ../shared/realworld, traced by the real engine."""
+real dumps from tests/data/realworld, traced by the real engine."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from netviz.engine.pipeline import trace_scenario
 from netviz.scenario import scenario_from_dict
 from netviz.store import store_host, store_ruleset
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+REALWORLD = Path(__file__).resolve().parents[1] / "data" / "realworld"
 pytestmark = pytest.mark.django_db
 
 DOCKER_HOST = {
@@ -37,10 +37,7 @@ PUBLISHED = {
 
 
 def dump(name: str) -> str:
-    path = SHARED / "realworld" / name
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
-    return path.read_text(encoding="utf-8")
+    return (REALWORLD / name).read_text(encoding="utf-8")
 
 
 @pytest.fixture

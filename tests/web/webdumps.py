@@ -1,15 +1,13 @@
-"""Dumps for the web tests: real ones from fixtures/demo (always there) and
-../shared/realworld (skipped when absent), and a hostile one."""
+"""Dumps for the web tests: real ones from fixtures/demo and tests/data/realworld,
+and a hostile one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fixtures" / "demo"
-SHARED = ROOT / ".." / "shared"
+REALWORLD = ROOT / "tests" / "data" / "realworld"
 
 # Everything a comment can carry that HTML, DOT or a graphviz record label
 # would read as syntax.  Chain names cannot hold most of it; comments can.
@@ -38,7 +36,4 @@ def demo_text(node: str, name: str = "ruleset.rules") -> str:
 
 
 def shared_dump(name: str) -> str:
-    path = SHARED / "realworld" / name
-    if not path.exists():
-        pytest.skip(f"shared real dumps not found at {SHARED} (../shared from the project root)")
-    return path.read_text()
+    return (REALWORLD / name).read_text(encoding="utf-8")
