@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -88,6 +89,8 @@ def run_with_workers(workers: int, files: list[str], checks_text: str, manage: P
     from netviz.models import Job
 
     Job.objects.all().delete()
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     parts = submit_parts(None, files, checks_text, kind_key="files", title="bench")
     procs = [subprocess.Popen([sys.executable, str(manage), "worker", "--batch", "--interval", "0.2",
@@ -114,12 +117,17 @@ def run_with_workers(workers: int, files: list[str], checks_text: str, manage: P
     stop.set()
     sampler.join()
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the workers and their job processes: on a machine shared
+    # with other work, wall-clock time alone says little.
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     done = Job.objects.filter(pk__in=[p.pk for p in parts])
     failed = [j.error for j in done if j.status != Job.DONE]
     cells = sum(len(n.get("cells", [])) for j in done for n in j.result.get("nodes", []))
     held = sum(c["ok"] for j in done for n in j.result.get("nodes", []) for c in n.get("cells", []))
     return {
-        "workers": workers, "seconds": round(seconds, 2), "parts": len(parts), "traces": cells,
+        "workers": workers, "seconds": round(seconds, 2), "cpu_s": round(cpu, 1),
+        "load_before": round(load, 2), "parts": len(parts), "traces": cells,
         "held": held, "failed_parts": failed[:3], "worker_errors": errors[:2],
         "peak_worker_mb": round(max((peaks[p] for p in worker_pids if p in peaks), default=0.0), 1),
         "peak_job_mb": round(max((v for p, v in peaks.items() if p not in worker_pids), default=0.0), 1),

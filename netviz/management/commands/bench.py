@@ -228,7 +228,8 @@ class Command(BaseCommand):
                           f"{data['generate_s']:.1f} s to generate)")
         for r in data["runs"]:
             self.stdout.write(f"  {r['workers']} worker{'s' if r['workers'] > 1 else ''}: "
-                              f"{r['seconds']:.1f} s, {r['parts']} parts, {r['held']} of {r['traces']} "
+                              f"{r['seconds']:.1f} s ({r['cpu_s']:.0f} CPU s; load average "
+                              f"{r['load_before']:.1f} before), {r['parts']} parts, {r['held']} of {r['traces']} "
                               f"hold; peak memory: worker {r['peak_worker_mb']:.0f} MB + job "
                               f"{r['peak_job_mb']:.0f} MB"
                               + (f"; FAILED parts: {r['failed_parts']}" if r["failed_parts"] else "")
