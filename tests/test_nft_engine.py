@@ -178,3 +178,18 @@ def test_conntrack_is_on_when_an_nft_rule_uses_ct_or_nat() -> None:
 
     assert on("ct state new accept") and on("ct mark set 0x00000001") and on("meta mark set ct mark")
     assert not on("counter") and not on("meta mark set 0x00000001") and not on("notrack")
+
+
+def test_a_parenthesised_flag_mask_is_read_as_the_kernel_reads_it() -> None:
+    # Found by a hand-written kernel check: `tcp flags & (syn|ack) == syn`
+    # (nft lists it as `tcp flags syn / syn,ack`) matched a SYN in the kernel.
+    nft = (
+        "table inet t {\n\tchain f {\n\t\ttype filter hook input priority 0; policy accept;\n"
+        "\t\ttcp flags & (syn|ack) == syn counter\n\t\ttcp flags & (syn | ack) == syn|ack drop\n\t}\n}\n"
+    )
+    t = trace(nft, syn())
+    assert t.hops() == [
+        {"family": "inet", "table": "t", "chain": "f", "rule": 1, "verdict": "CONTINUE"},
+        {"family": "inet", "table": "t", "chain": "f", "policy": "ACCEPT"},
+    ]
+    assert not t.uncertain

@@ -9,7 +9,7 @@ does not know is kept as `Unknown` (it evaluates as unknown), never dropped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .model import (
     Action,
@@ -64,8 +64,7 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Tok:
+class Tok(NamedTuple):
     kind: str  # nl, comment, str, punct, word
     text: str
     line: int
@@ -74,19 +73,24 @@ class Tok:
 
 def tokenize(text: str) -> list[Tok]:
     toks: list[Tok] = []
+    append = toks.append
     line, line_start, pos = 1, 0, 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
+    for m in _TOKEN.finditer(text):
+        start = m.start()
+        if start != pos:
             raise NftParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
-        kind = m.lastgroup or ""
-        if kind == "nl":
-            toks.append(Tok("nl", "\n", line, pos - line_start + 1))
-            line += 1
-            line_start = m.end()
-        elif kind != "ws":
-            toks.append(Tok(kind, m.group(), line, pos - line_start + 1))
         pos = m.end()
+        kind = m.lastgroup
+        if kind == "ws":
+            continue
+        if kind == "nl":
+            append(Tok("nl", "\n", line, start - line_start + 1))
+            line += 1
+            line_start = pos
+        else:
+            append(Tok(kind or "", m.group(), line, start - line_start + 1))
+    if pos != len(text):
+        raise NftParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
     return toks
 
 
@@ -103,15 +107,17 @@ _WARNING = re.compile(r"#\s*Warning: table (\S+) (\S+) is managed by iptables-nf
 class _Stream:
     def __init__(self, toks: list[Tok]) -> None:
         self.toks = toks
+        self.texts = [t.text for t in toks]
+        self.n = len(toks)
         self.i = 0
 
     def peek(self, ahead: int = 0) -> Tok | None:
         j = self.i + ahead
-        return self.toks[j] if j < len(self.toks) else None
+        return self.toks[j] if j < self.n else None
 
     def text(self, ahead: int = 0) -> str:
-        tok = self.peek(ahead)
-        return tok.text if tok is not None else ""
+        j = self.i + ahead
+        return self.texts[j] if j < self.n else ""
 
     def next(self, what: str) -> Tok:
         tok = self.peek()
@@ -134,7 +140,7 @@ class _Stream:
         return tok.text
 
     def done(self) -> bool:
-        return self.i >= len(self.toks)
+        return self.i >= self.n
 
 
 def parse_nft_text(text: str) -> NftRuleset:
@@ -675,11 +681,15 @@ def _value(s: _Stream, in_braces: bool) -> Expr:
         raise NftParseError("a value expected, found the end", s.toks[-1].line, s.toks[-1].col)
     if tok.text == "{":
         return _set_literal(s)
-    if tok.text == "(":
-        s.next("(")
-        inner = _value(s, in_braces)
-        s.expect(")", "parenthesis")
-        return inner
+    if tok.text.startswith("("):
+        # `tcp flags & (syn | ack) == syn`: a parenthesised OR of flags.
+        parts = [s.next("value").text]
+        while not parts[-1].endswith(")"):
+            if s.done():
+                raise NftParseError("`(` is never closed", tok.line, tok.col)
+            parts.append(s.next("value").text)
+        items = tuple(x.strip() for x in "".join(parts)[1:-1].split("|") if x.strip())
+        return Flags(items) if len(items) > 1 else literal(items[0])
     s.next("value")
     if tok.kind not in ("word", "str"):
         raise NftParseError(f"a value expected, found {tok.text!r}", tok.line, tok.col)
