@@ -193,3 +193,15 @@ def test_a_parenthesised_flag_mask_is_read_as_the_kernel_reads_it() -> None:
         {"family": "inet", "table": "t", "chain": "f", "policy": "ACCEPT"},
     ]
     assert not t.uncertain
+
+
+def test_reject_tells_the_sender_what_iptables_reject_would() -> None:
+    nft = (
+        "table inet t {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
+        "\t\ttcp dport 22 reject with tcp reset\n\t\ttcp dport 23 reject with icmpx type admin-prohibited\n"
+        "\t\treject\n\t}\n}\n"
+    )
+    fates = [trace(nft, syn(dport=port)).fate for port in (22, 23, 80)]
+    assert [(f.target, f.reject_with) for f in fates if f] == [
+        ("REJECT", "tcp-reset"), ("REJECT", "icmp-admin-prohibited"), ("REJECT", "icmp-port-unreachable"),
+    ]

@@ -804,6 +804,27 @@ class _RuleOutcome:
     uncertain: bool = False
     packet: Packet | None = None
     note: str = ""
+    reject: Reject | None = None
+
+
+_ICMP_CODES_V4 = {"port-unreachable": "icmp-port-unreachable", "admin-prohibited": "icmp-admin-prohibited",
+                  "no-route": "icmp-net-unreachable", "host-unreachable": "icmp-host-unreachable",
+                  "net-unreachable": "icmp-net-unreachable", "prot-unreachable": "icmp-proto-unreachable",
+                  "net-prohibited": "icmp-net-prohibited", "host-prohibited": "icmp-host-prohibited"}
+_ICMP_CODES_V6 = {"port-unreachable": "icmp6-port-unreachable", "admin-prohibited": "icmp6-adm-prohibited",
+                  "no-route": "icmp6-no-route", "host-unreachable": "icmp6-addr-unreachable",
+                  "addr-unreachable": "icmp6-addr-unreachable"}
+
+
+def reject_with(stmt: Reject, packet: Packet) -> str:
+    """nft's `reject [with …]` in iptables' --reject-with words (what the
+    host sends back: nft_reject_inet_eval)."""
+    if stmt.type == "tcp reset":
+        return "tcp-reset"
+    v6 = packet.family is Family.IPV6
+    code = stmt.code or "port-unreachable"
+    table = _ICMP_CODES_V6 if v6 else _ICMP_CODES_V4
+    return table.get(code, "icmp6-port-unreachable" if v6 else "icmp-port-unreachable")
 
 
 def evaluate_rule(rule: Rule, c: _Ctx) -> _RuleOutcome:
@@ -843,7 +864,7 @@ def evaluate_rule(rule: Rule, c: _Ctx) -> _RuleOutcome:
             elif isinstance(stmt, Reject):
                 return _RuleOutcome(Result.MATCH, Verdict("drop"), reason="; ".join(reasons), clause=statement_text(stmt),
                                     uncertain=uncertain or c.assumed, packet=c.packet,
-                                    note="; ".join([*c.notes, "rejected: an error is sent back"]))
+                                    note="; ".join([*c.notes, "rejected: an error is sent back"]), reject=stmt)
             elif isinstance(stmt, SetStmt):
                 c.notes.append(_set_stmt(stmt, c))
             elif isinstance(stmt, DynSet):
@@ -947,6 +968,8 @@ def run_chain(nft: NftEval, walker: Any, hook: str, entry: HookEntry, packet: Pa
         if verdict.kind == "accept":
             return "ACCEPT", packet
         walker.fate_step = walker.steps[-1]
+        if out.reject is not None:
+            walker.reject = (reject_with(out.reject, packet), packet)
         return "DROP", packet
 
 
