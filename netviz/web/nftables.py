@@ -23,6 +23,7 @@ INLINE_RULES = 1500
 ELEMENTS_SHOWN = 200
 CHAINS_SHOWN = 400
 TRACED = ("ip", "ip6", "inet")
+_TRAILING_COMMENT = re.compile(r'\s+comment\s+"(?:[^"\\]|\\.)*"\s*$')
 
 
 def highlight(text: str, query: str) -> SafeString:
@@ -72,9 +73,11 @@ def _rule_row(table: Table, rule: Rule, query: str) -> dict[str, Any]:
         for v in rule.statements
         if isinstance(v, Verdict) and v.kind in ("jump", "goto") and table.chain(v.chain) is not None
     ]
+    # The comment has its own line under the rule: not twice.
+    text = _TRAILING_COMMENT.sub("", rule.text) if rule.comment else rule.text
     return {
         "rule": rule,
-        "text_html": highlight(rule.text, query),
+        "text_html": highlight(text, query),
         "comment_html": highlight(rule.comment, query) if rule.comment else "",
         "packets": rule.counter[0] if rule.counter else None,
         "bytes": rule.counter[1] if rule.counter else None,

@@ -36,7 +36,7 @@ from netviz.engine.ruleset import Family
 from netviz.engine.trace import StepKind, Trace
 from netviz.models import Ruleset
 from netviz.render import RenderError, inline_svg, render_svg
-from netviz.store import load_ruleset
+from netviz.store import load_nft_eval, load_ruleset
 from netviz.web import access
 from netviz.web.pages_jobs import job_context
 from netviz.web.pages_rulesets import get_ruleset_for
@@ -197,7 +197,8 @@ def import_context(form: ImportTraceForm) -> dict[str, Any]:
         trace = to_trace(pkt, engine, family)
     except ValueError as exc:
         return {"import_error": f"Cannot read packet {selected + 1}: {exc}"}
-    flow_svg, flow_error = _svg(flow_dot(trace, engine))
+    # The listing's base chains have their places in the flow too.
+    flow_svg, flow_error = _svg(flow_dot(trace, engine, load_nft_eval(ruleset) if ruleset is not None else None))
     return {
         "parsed": parsed,
         "format_label": dict(FORMAT_CHOICES).get(parsed.format.value, parsed.format.value),

@@ -173,3 +173,9 @@ def test_it_escapes_hostile_nft_names_in_the_flow_diagram(client: Client) -> Non
     text = svg.content.decode()
     assert "<script>" not in text and "<b>" not in text
     assert "in&lt;script&gt;alert(1)" in text
+
+
+def test_a_comment_is_shown_once_under_its_rule(client: Client, router: models.Ruleset) -> None:
+    body = page(client, router)
+    assert body.count("answer pings, not floods") == 1
+    assert "limit rate 5/second accept</td>" in body or "limit rate 5/second accept<div" in body
