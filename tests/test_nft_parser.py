@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from netviz.engine.nft.model import (
+    Binop,
     Concat,
     Ct,
     Flags,
@@ -18,6 +19,7 @@ from netviz.engine.nft.model import (
     Prefix,
     SetLit,
     SetRef,
+    SetStmt,
     Unknown,
     Value,
     Verdict,
@@ -147,3 +149,23 @@ def test_parse_nft_tells_json_from_text() -> None:
     path = DATA / "gorbe-webserver.nft"
     assert parse_nft(path.read_text()) == parse_nft_text(path.read_text())
     assert len(parse_nft(path.with_suffix(".json").read_text()).rules()) == len(parse_nft_text(path.read_text()).rules())
+
+
+def test_it_reads_binary_operators_written_as_words() -> None:
+    # `nft list ruleset` prints a mark set by iptables-nft's
+    # `-j MARK --set-xmark 0x4000/0x4000` (kube-proxy) with `or`, and the
+    # JSON of the same rule has "|".
+    rs = parse_nft_text(
+        "table inet t {\n"
+        "\tchain c {\n"
+        "\t\ttcp dport 30080 counter packets 0 bytes 0 meta mark set mark or 0x4000\n"
+        "\t\tmeta mark set mark and 0xffffbfff xor 0x8000\n"
+        "\t}\n"
+        "}\n"
+    )
+    r1, r2 = rs.tables[0].chain("c").rules  # type: ignore[union-attr]
+    set1 = r1.statements[-1]
+    assert isinstance(set1, SetStmt) and set1.value == Binop("|", Meta("mark"), Value("0x4000"))
+    set2 = r2.statements[-1]
+    assert isinstance(set2, SetStmt)
+    assert set2.value == Binop("^", Binop("&", Meta("mark"), Value("0xffffbfff")), Value("0x8000"))

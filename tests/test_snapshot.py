@@ -3,6 +3,7 @@ wrote, refusing what it did not, and the scenario parts it yields."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_the_collector_prints_its_usage_and_refuses_unknown_arguments() -> None:
     no_token = subprocess.run([sh, str(COLLECTOR), "--upload", "http://127.0.0.1:9/api/snapshots/"],
                               capture_output=True, text=True, env=env)
     assert no_token.returncode == 2 and "NETVIZ_TOKEN" in no_token.stderr
+
+
+def test_the_nft_listing_leaves_out_the_tables_iptables_nft_manages() -> None:
+    listing = (
+        "table ip nat {\n\tchain PREROUTING {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+        "\t\ttcp dport 30080 counter packets 0 bytes 0 meta mark set mark or 0x4000\n\t}\n}\n"
+        "table inet node-extra {\n\tchain c {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n"
+    )
+    head = "netviz-snapshot 1\n" + _iptables("nft", 1).replace("*filter", "*nat\n:PREROUTING ACCEPT [0:0]\n*filter")
+    text = head + f'=== nft format=text command="nft list ruleset" status=0\n{listing}=== end\n'
+    nft = scenario_parts(parse_snapshot(text), "ipv4")["nftables"]
+    assert "table ip nat" not in nft and "node-extra" in nft and nft.endswith("}\n")
+    # JSON alike, by the tables' family and name.
+    body = ('{"nftables": [{"table": {"family": "ip", "name": "nat"}}, {"chain": {"family": "ip", "table": "nat", '
+            '"name": "PREROUTING"}}, {"table": {"family": "inet", "name": "nat"}}]}')
+    text = head + f'=== nft format=json command="nft -j list ruleset" status=0\n{body}\n=== end\n'
+    kept = json.loads(scenario_parts(parse_snapshot(text), "ipv4")["nftables"])["nftables"]
+    assert kept == [{"table": {"family": "inet", "name": "nat"}}]

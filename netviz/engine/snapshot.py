@@ -222,7 +222,7 @@ def _check(snapshot: Snapshot) -> None:
                 raise _json_error(s, exc) from None
             if not isinstance(value, list):
                 raise SnapshotError(s.body_line, f"{s.name}: expected a JSON list, as `ip -j` prints", s.name)
-        elif s.name == "nft":
+        elif s.name == "nft" and s.attr("format", "json") == "json":
             try:
                 value = json.loads(s.body)
             except json.JSONDecodeError as exc:
@@ -331,6 +331,25 @@ def iptables_nft_tables(snapshot: Snapshot) -> set[tuple[str, str]]:
     return out
 
 
+def _without_tables(listing: str, tables: set[tuple[str, str]]) -> str:
+    """`nft list ruleset` text without some tables.  nft prints each table
+    as a `table FAMILY NAME {` line and a closing `}` line, both unindented
+    (its "# Warning: … managed by iptables-nft" goes to standard error, so
+    the text alone cannot tell)."""
+    out: list[str] = []
+    skipping = False
+    for line in listing.splitlines(keepends=True):
+        if skipping:
+            skipping = line.rstrip() != "}"
+            continue
+        words = line.split()
+        if len(words) == 4 and words[0] == "table" and words[3] == "{" and (words[1], words[2]) in tables:
+            skipping = True
+            continue
+        out.append(line)
+    return "".join(out)
+
+
 def _nft_text(snapshot: Snapshot) -> str:
     """The nft listing without the tables iptables-nft manages: those come
     from the iptables-save sections (scenario-v2 §2), and the snapshot knows
@@ -342,6 +361,8 @@ def _nft_text(snapshot: Snapshot) -> str:
     managed = iptables_nft_tables(snapshot)
     if not managed:
         return section.body
+    if section.attr("format", "json") != "json":
+        return _without_tables(section.body, managed)
     data = json.loads(section.body)
 
     def keep(item: Any) -> bool:

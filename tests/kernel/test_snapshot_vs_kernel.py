@@ -135,12 +135,13 @@ PACKETS = {
     # (kube-proxy marks it 0x4000) because 127.0.0.1 cannot leave the node.
     "localhost": ({"proto": "tcp", "src": "127.0.0.1", "sport": 40006, "dst": "127.0.0.1",
                    "dport": 30080}, "ACCEPT", {"src": "10.77.0.1", "dst": "10.77.0.2", "dport": 8080}),
-    # A pod talking to the outside: forwarded from br0 to eth0 and masqueraded.
+    # A pod talking to the outside, arriving on its bridge port: routed from
+    # br0 to eth0 and masqueraded.
     "masquerade": ({"proto": "tcp", "src": "10.77.0.2", "sport": 40001, "dst": "10.78.0.9",
-                    "dport": 80, "in_iface": "br0"}, "ACCEPT", {"src": "10.78.0.1"}),
+                    "dport": 80, "in_iface": "veth1"}, "ACCEPT", {"src": "10.78.0.1"}),
     # Dropped by the native nftables table on the way out.
     "nft-drop": ({"proto": "tcp", "src": "10.77.0.2", "sport": 40002, "dst": "10.78.0.9",
-                  "dport": 9999, "in_iface": "br0"}, "DROP", {}),
+                  "dport": 9999, "in_iface": "veth1"}, "DROP", {}),
     # Between the two ports of the bridge: bridged, and with
     # bridge-nf-call-iptables seen by FORWARD as br0 → br0.
     "bridged": ({"proto": "tcp", "src": "10.77.0.2", "sport": 40003, "dst": "10.77.0.3",
@@ -162,17 +163,9 @@ EXPECTED_HOP = {
 
 # What the engine or the replay cannot do yet; strict, so each flips to a
 # failure (and is removed) the day it can.
-PENDING = {
-    "bridged": "the bridge path (frames between bridge ports) not yet modelled",
-}
-
-
-def _pending(request: pytest.FixtureRequest, node: str, which: str) -> None:
-    reason = PENDING.get(which)
+def _applies(request: pytest.FixtureRequest, which: str) -> None:
     if which == "nft-drop" and request.node.callspec.params.get("node") == "iptables":
         pytest.skip("no nft table on this node")
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 @pytest.mark.parametrize("which", sorted(PACKETS))
@@ -181,7 +174,7 @@ def test_snapshot_traces_agree_with_the_kernel(
 ) -> None:
     from netviz.snapshots import snapshot_scenario
 
-    _pending(request, node, which)
+    _applies(request, which)
     packet, verdict, out = PACKETS[which]
     scenario: Scenario = snapshot_scenario(_collect(node, tmp_path), packet)
     check = check_scenario(scenario)
@@ -206,7 +199,7 @@ def test_the_stored_snapshot_checks_in_the_kernel_as_the_button_does(
     from netviz.snapshots import import_snapshot
     from netviz.web.trace_forms import host_dict
 
-    _pending(request, node, which)
+    _applies(request, which)
     ruleset = import_snapshot(_collect(node, tmp_path), name="ns-node").ruleset
     packet, verdict, _ = PACKETS[which]
     job = Job(kind="kernel_check", params={
@@ -286,3 +279,47 @@ def test_the_collector_uploads_with_the_token_from_the_environment(
     response = Client().post("/api/snapshots/?name=node_7", data=body, content_type="text/plain",
                              HTTP_AUTHORIZATION=(tmp_path / "authorization").read_text())
     assert response.status_code == 201, response.content
+
+
+OLD_TOOL = """#!/bin/sh
+# An {name} without JSON output, as iproute2 before 4.13 or nft built
+# without libjansson.
+for arg in "$@"; do
+    [ "$arg" = -j ] && {{ echo "{name}: JSON support not compiled in" >&2; exit 1; }}
+done
+exec {real} "$@"
+"""
+
+
+@pytest.mark.django_db
+def test_tools_without_json_output_give_text_sections_that_import(
+    node: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import shutil
+
+    from netviz.snapshots import import_snapshot, snapshot_scenario
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("ip", "nft"):
+        real = shutil.which(name)
+        assert real is not None
+        (bin_dir / name).write_text(OLD_TOOL.format(name=name, real=real))
+        (bin_dir / name).chmod(0o755)
+    path = tmp_path / "old.snapshot"
+    subprocess.run(
+        ["ip", "netns", "exec", node, "sh", str(COLLECTOR), "-o", str(path)],
+        env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"}, check=True, capture_output=True, timeout=60,
+    )
+    text = path.read_text()
+    assert '=== ip-addr format=text command="ip addr show"' in text
+    assert '=== nft format=text command="nft list ruleset"' in text
+    result = import_snapshot(text)
+    ifaces = {i["name"]: i for i in result.hosts[0].interfaces}
+    assert "10.78.0.1/24" in ifaces["eth0"]["addrs"] and ifaces["veth1"].get("master") == "br0"
+    if "nft" in request.node.callspec.params["node"]:
+        assert "table inet node-extra" in result.ruleset.nftables_source
+        packet, verdict, _ = PACKETS["nft-drop"]
+        check = check_scenario(snapshot_scenario(text, packet))
+        assert check.agree, render_text(check)
+        assert check.engine is not None and check.engine.verdict == verdict

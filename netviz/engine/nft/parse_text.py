@@ -365,6 +365,20 @@ def _set(name: str, body: list[Tok], start: Tok, is_map: bool) -> NftSet:
 _OPS = ("==", "!=", "<", ">", "<=", ">=", "eq", "ne", "lt", "gt", "le", "ge")
 _OP_WORDS = {"eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
 _BINOPS = ("&", "|", "^", "<<", ">>")
+# nft prints the operators of a statement's expression as words
+# (`meta mark set mark or 0x4000`); the JSON of the same rule has "|".
+_BINOP_WORDS = {"and": "&", "or": "|", "xor": "^", "lshift": "<<", "rshift": ">>"}
+
+
+def _binop(s: _Stream) -> str | None:
+    """The binary operator at the cursor, consumed, or None."""
+    text = s.text()
+    if text in _BINOPS:
+        return s.next("operator").text
+    if text in _BINOP_WORDS:
+        s.next("operator")
+        return _BINOP_WORDS[text]
+    return None
 _SELECTORS = frozenset({*PAYLOAD_PROTOCOLS, "meta", "ct", "fib", "numgen", *BARE_META, "jhash", "symhash",
                         "socket", "osf", "rt", "ipsec", "exthdr", "hbh", "frag", "dst", "mh", "srh", "tunnel"})
 
@@ -581,8 +595,7 @@ def _selector_expr(s: _Stream) -> Expr:
 
 def _binop_expr(s: _Stream) -> Expr:
     expr = _selector(s)
-    while s.text() in _BINOPS:
-        op = s.next("operator").text
+    while (op := _binop(s)) is not None:
         expr = Binop(op, expr, _value(s, in_braces=False))
     return expr
 
@@ -643,7 +656,8 @@ def _selector(s: _Stream) -> Expr:
         return Payload(w, s.word(f"{w} field"))
     if w.startswith("@") or w in ("socket", "rt", "ipsec", "osf", "exthdr", "hbh", "frag", "dst", "mh", "srh", "tunnel"):
         parts = [w]
-        while not s.done() and s.text() not in (*_OPS, *_STOP, "set", "vmap", "map", "{", ".", *_BINOPS) \
+        while not s.done() and s.text() not in (*_OPS, *_STOP, "set", "vmap", "map", "{", ".", *_BINOPS,
+                                                *_BINOP_WORDS) \
                 and len(parts) < 4 and not _looks_like_value(s.text()):
             parts.append(s.next("field").text)
         return Opaque(" ".join(parts))
@@ -669,8 +683,7 @@ def _value_or_selector(s: _Stream, in_braces: bool, selectors: bool) -> Expr:
     if selectors and s.text() in _SELECTORS and s.peek(1) is not None and s.peek(1).kind == "word":  # type: ignore[union-attr]
         return _binop_expr(s)
     expr = _value(s, in_braces)
-    while not in_braces and s.text() in _BINOPS:
-        op = s.next("operator").text
+    while not in_braces and (op := _binop(s)) is not None:
         expr = Binop(op, expr, _value(s, in_braces))
     return expr
 
