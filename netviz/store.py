@@ -29,6 +29,8 @@ from netviz.engine.ruleset import Ruleset as EngineRuleset
 __all__ = ["ParseError", "load_nftables", "load_ruleset", "store_host", "store_ruleset"]
 
 BATCH_SIZE = 5000
+# Imports at least this big refresh the planner statistics (see _analyze).
+ANALYZE_MIN_ROWS = 5000
 CACHE_SIZE = 8
 
 Progress = Callable[[int, int], None]
@@ -220,8 +222,25 @@ def save_parsed(
             ),
             batch_size=BATCH_SIZE,
         )
+        if total >= ANALYZE_MIN_ROWS:
+            _analyze(models.Table, models.Chain, models.Rule)
     _remember(ruleset, parsed)
     return ruleset
+
+
+def _analyze(*tables: type[Model]) -> None:
+    # PostgreSQL plans joins by its statistics, which autovacuum refreshes
+    # only some time after a commit.  Right after a bulk import they still
+    # describe the tables before it, and a join of rules and chains for the
+    # new ruleset became nested loops over every row (minutes for 110k
+    # rules).  ANALYZE in the importing transaction sees its own rows and
+    # only samples them (default_statistics_target), so it stays cheap.
+    if connection.vendor != "postgresql":
+        return
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        for model in tables:
+            cursor.execute(f"ANALYZE {qn(model._meta.db_table)}")
 
 
 def _insert(model: type[Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:

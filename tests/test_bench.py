@@ -23,8 +23,6 @@ def test_it_measures_the_1k_dump(tmp_path: Path) -> None:
     text = out.getvalue()
     for what in ("parse", "import (SQLite)", "trace", "trace page + SVG", "peak memory"):
         assert f"  {what}  " in text
-    # With the index, a 1k-rule trace is far below the 10 ms target.
-    assert result["trace_median_ms"] < 10
 
 
 def test_it_measures_a_kube_proxy_nftables_listing(tmp_path: Path) -> None:

@@ -33,12 +33,14 @@ def broken(shared_dump: Any) -> models.Ruleset:
     return rs
 
 
-def centred(page: Any, selector: str) -> bool:
+def wait_until_centred(page: Any, selector: str) -> None:
     # Mid-screen, with the rows before it in sight, not stuck at the top edge.
-    return bool(page.evaluate(
+    # The page scrolls again once the call graph above the rule has loaded:
+    # wait for that (Playwright's timeout fails the test), never sleep.
+    page.wait_for_function(
         """sel => { const r = document.querySelector(sel).getBoundingClientRect();
                     return r.top > window.innerHeight * 0.2 && r.bottom < window.innerHeight * 0.8; }""",
-        selector))
+        arg=selector)
 
 
 def test_it_goes_from_the_drop_point_to_the_rule(web: Page, broken: models.Ruleset) -> None:
@@ -49,12 +51,11 @@ def test_it_goes_from_the_drop_point_to_the_rule(web: Page, broken: models.Rules
     assert "DROP" in page.inner_text(".verdict-banner h2")
     page.click(".drop-rule-link")
     page.wait_for_selector("#callgraph svg")
-    page.wait_for_timeout(300)
     rule = models.Rule.objects.get(chain__table__ruleset=broken, chain__table__name="filter",
                                    chain__name="INPUT", index=13)
     assert page.url.endswith(f"#rule-{rule.pk}")
     # Brought back to mid-screen after the call graph loaded above it.
-    assert centred(page, f"#rule-{rule.pk}")
+    wait_until_centred(page, f"#rule-{rule.pk}")
     assert "REJECT --reject-with icmp-host-prohibited" in page.inner_text(f"#rule-{rule.pk}")
     web.screenshot("ux-drop-rule-on-ruleset-page", full_page=False)
     web.assert_clean()

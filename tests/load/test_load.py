@@ -94,7 +94,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         )
     the_app = App(port, env, process, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a hang guard, generous on a loaded machine
         while True:
             try:
                 status, _, _ = _request(port, "GET", "/")

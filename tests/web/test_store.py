@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from webdumps import DEMO, demo_text, shared_dump
 
 from netviz import models, store
@@ -157,19 +157,24 @@ def big_dump(services: int) -> str:
     return "\n".join([*head, *rules, "COMMIT", ""])
 
 
-def test_it_imports_a_110k_rule_dump_in_well_under_10_seconds() -> None:
+def test_it_imports_a_110k_rule_dump_and_the_database_can_plan_queries_on_it() -> None:
+    # How fast this goes is `manage.py bench`'s business; here: every row is
+    # stored, and the database knows how many (PostgreSQL plans a join of
+    # rules and chains by its statistics; without them, right after a bulk
+    # import, it chose nested loops over 110k × 55k rows and never finished).
     source = big_dump(27_500)
-    # CPU time, not wall time: the budget is ours, not a busy machine's.
-    start = time.process_time()
-    parsed = store.parse_ruleset(source)
-    parsing = time.process_time() - start
-    start = time.process_time()
-    rs = store.save_parsed(parsed, name="big", source=source)
-    saving = time.process_time() - start
+    rs = store.save_parsed(store.parse_ruleset(source), name="big", source=source)
     assert rs.rule_count == 110_002 and rs.chain_count == 55_006
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, reltuples FROM pg_class WHERE relname IN ('netviz_rule', 'netviz_chain')"
+            )
+            known = dict(cursor.fetchall())
+        assert known["netviz_rule"] >= 110_002 * 0.9, known
+        assert known["netviz_chain"] >= 55_006 * 0.9, known
     assert models.Rule.objects.filter(chain__table__ruleset=rs).count() == 110_002
-    assert saving < 4, f"storing took {saving:.1f} s of CPU"
-    assert parsing + saving < 10, f"parse {parsing:.1f} s + store {saving:.1f} s of CPU"
+    assert models.Chain.objects.filter(table__ruleset=rs, rules__isnull=True).count() == 3
 
 
 # --- import_dump ----------------------------------------------------------
