@@ -27,6 +27,7 @@ WATCH_SECONDS = 15.0
 
 def _watch() -> None:
     while True:
+        time.sleep(WATCH_SECONDS)
         try:
             for pk in recover_stale():
                 log.warning("job %s: its worker stopped; queued again or failed", pk)
@@ -34,7 +35,6 @@ def _watch() -> None:
             log.warning("cannot look for stopped jobs: %s", exc)
         finally:
             connections.close_all()
-        time.sleep(WATCH_SECONDS)
 
 
 class Command(BaseCommand):
@@ -54,6 +54,11 @@ class Command(BaseCommand):
             ok, why = kernel_available()
             if not ok:
                 self.stderr.write(f"warning: kernel checks will report: {why}")
+        # Jobs a stopped worker left are queued again before this one starts
+        # taking jobs (then every WATCH_SECONDS, in the background).
+        for pk in recover_stale():
+            self.stderr.write(f"job {pk}: its worker stopped; queued again or failed")
+        connections.close_all()
         threading.Thread(target=_watch, daemon=True, name="netviz-job-watch").start()
         call_command("db_worker", queue_name=",".join(queues), interval=options["interval"],
                      batch=options["batch"], reload=False, startup_delay=False,
