@@ -225,6 +225,10 @@ def save_parsed(
         if total >= ANALYZE_MIN_ROWS:
             _analyze(models.Table, models.Chain, models.Rule)
     _remember(ruleset, parsed)
+    if nft is not None:
+        # The page right after the upload reads it: no second parse.
+        with _cache_lock:
+            _derived[(*_key(ruleset), "nftables")] = nft
     return ruleset
 
 

@@ -188,3 +188,19 @@ def test_it_needs_a_dump_or_a_listing() -> None:
 
     with pytest.raises(CommandError):
         call_command("import_dump")
+
+
+def test_the_page_after_the_upload_does_not_parse_the_listing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    rs = store.store_ruleset(name="router", source="", nftables_source=demo_text("home-router", "ruleset.nft"))
+    calls: list[str] = []
+    monkeypatch.setattr(store, "parse_nft", lambda text: calls.append(text))
+    assert store.load_nftables(rs) is not None
+    assert calls == []
+
+
+def test_the_form_shows_a_json_listing_error_at_its_path(client: Client) -> None:
+    bad = '{"nftables": [{"table": {"family": "inet", "name": "t"}}, {"rule": {"family": "inet", "table": "t", "chain": "nochain", "expr": []}}]}'
+    r = client.post(reverse("netviz:upload"), {"nftables_text": bad}, headers={"HX-Request": "true"})
+    body = r.content.decode()
+    assert "The nft listing could not be read: at <code>nftables[1]" in body
+    assert counts() == (0, 0, 0, 0)
