@@ -49,3 +49,23 @@ def import_dump(job: Job, progress: Progress) -> dict[str, Any]:
     models.Job.objects.filter(pk=job.pk).update(params={"name": data["name"]})
     return {"ruleset": ruleset.pk, "url": ruleset.get_absolute_url(),
             "message": f"Uploaded {ruleset.rule_count} rules in {ruleset.chain_count} chains."}
+
+
+@handler("import_snapshot")
+def import_snapshot_job(job: Job, progress: Progress) -> dict[str, Any]:
+    from netviz.snapshots import SnapshotError, import_snapshot
+
+    data = job.params
+    owner = get_user_model().objects.filter(pk=job.owner_id).first()
+    progress("parsing and storing the snapshot")
+    try:
+        result = import_snapshot(data["text"], name=data.get("name") or "", owner=owner,
+                                 is_public=bool(data.get("is_public")))
+    except SnapshotError as exc:
+        raise JobError(f"The snapshot does not read: {exc}. Nothing was stored.") from None
+    # The snapshot is stored now; the job row need not keep a copy.
+    models.Job.objects.filter(pk=job.pk).update(params={"name": data.get("name") or ""})
+    parts = [f"{r.get_family_display()}: {r.rule_count} rules in {r.chain_count} chains" for r in result.rulesets]
+    return {"ruleset": result.ruleset.pk, "url": result.ruleset.get_absolute_url(),
+            "message": f"Snapshot stored ({'; '.join(parts)}), with its host profile.",
+            "notes": result.notes}

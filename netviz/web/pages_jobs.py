@@ -20,6 +20,7 @@ RESULT_TEMPLATES = {
     "live_read": "netviz/partials/job_live_result.html",
     "fleet_part": "netviz/partials/job_fleet_part.html",
     "import_dump": "netviz/partials/job_live_result.html",
+    "import_snapshot": "netviz/partials/job_live_result.html",
 }
 
 

@@ -15,9 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from netviz import apitokens, models
+from netviz import apitokens, jobs, models
 from netviz.snapshots import SnapshotError, import_snapshot
 
+from . import access
 from .forms import SnapshotForm, human_size, max_upload
 
 COLLECTOR = settings.BASE_DIR / "scripts" / "netviz-collect"
@@ -61,6 +62,16 @@ def snapshot_upload(request: HttpRequest) -> HttpResponse:
         return render(request, "netviz/snapshot_upload.html", ctx, status=400)
     owner = request.user if request.user.is_authenticated else None
     data = form.cleaned_data
+    if len(data["snapshot_file"]) > settings.NETVIZ_IMPORT_JOB_BYTES:
+        # A big node takes seconds to parse and store: a worker does it as
+        # a job, as for a big dump, and the job page shows how it went.
+        job = jobs.submit(
+            "import_snapshot",
+            {"text": data["snapshot_file"], "name": data.get("name", ""), "is_public": bool(data.get("is_public"))},
+            owner=owner, title=f"Import · snapshot {data.get('name') or ''}".rstrip(),
+        )
+        access.remember_job(request, job)
+        return redirect(job.get_absolute_url())
     try:
         result = import_snapshot(
             data["snapshot_file"], name=data.get("name", ""), owner=owner, is_public=bool(data.get("is_public"))

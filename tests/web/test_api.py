@@ -216,3 +216,31 @@ def test_a_snapshot_in_the_dump_field_is_sent_to_the_snapshot_form(client: Clien
     assert response.status_code == 400
     assert "node snapshot from netviz-collect" in response.content.decode()
     assert models.Ruleset.objects.count() == 0
+
+
+def test_a_big_snapshot_on_the_web_is_a_job(client: Client, alice: Any, settings: Any) -> None:
+    from netviz import jobs
+    from netviz.models import Job
+
+    settings.NETVIZ_IMPORT_JOB_BYTES = 1000
+    client.force_login(alice)
+    upload = SimpleUploadedFile("node.snapshot", SNAPSHOT.read_bytes())
+    response = client.post("/upload/snapshot/", {"snapshot_file": upload, "name": "big-node"})
+    job = Job.objects.get(kind="import_snapshot")
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert not models.Ruleset.objects.exists()
+    jobs.execute(job.pk, fork=False)
+    job.refresh_from_db()
+    ruleset = models.Ruleset.objects.get(name="big-node")
+    assert job.status == Job.DONE and ruleset.owner == alice and not ruleset.is_public
+    assert "text" not in job.params
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert ruleset.get_absolute_url() in page and "Snapshot stored" in page
+    # A bad one fails with the line, and stores nothing.
+    bad = SNAPSHOT.read_text().replace("--to-destination", "--to-nowhere")
+    client.post("/upload/snapshot/", {"snapshot_file": SimpleUploadedFile("b", bad.encode())})
+    job = Job.objects.filter(kind="import_snapshot").latest("pk")
+    jobs.execute(job.pk, fork=False)
+    job.refresh_from_db()
+    assert job.status == Job.FAILED and "section iptables" in job.error and "Nothing was stored" in job.error
+    assert models.Ruleset.objects.count() == 2
