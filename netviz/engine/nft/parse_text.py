@@ -701,8 +701,8 @@ def _value(s: _Stream, in_braces: bool) -> Expr:
             if s.done():
                 raise NftParseError("`(` is never closed", tok.line, tok.col)
             parts.append(s.next("value").text)
-        items = tuple(x.strip() for x in "".join(parts)[1:-1].split("|") if x.strip())
-        return Flags(items) if len(items) > 1 else literal(items[0])
+        ored = tuple(x.strip() for x in "".join(parts)[1:-1].split("|") if x.strip())
+        return Flags(ored) if len(ored) > 1 else literal(ored[0])
     s.next("value")
     if tok.kind not in ("word", "str"):
         raise NftParseError(f"a value expected, found {tok.text!r}", tok.line, tok.col)
