@@ -9,7 +9,7 @@ does not know is kept as `Unknown` (it evaluates as unknown), never dropped.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .model import (
     Action,
@@ -71,27 +71,39 @@ class Tok(NamedTuple):
     col: int
 
 
+_PLAIN = re.compile(r"[{};,]|[^\s{};,]+")
+_PUNCT = frozenset("{};,")
+
+
 def tokenize(text: str) -> list[Tok]:
     toks: list[Tok] = []
     append = toks.append
-    line, line_start, pos = 1, 0, 0
-    for m in _TOKEN.finditer(text):
+    lines = text.split("\n")
+    for n, line in enumerate(lines, 1):
+        if '"' in line or "#" in line:
+            _tokenize_line(line, n, append)
+        else:
+            # Most lines hold neither strings nor comments: words and `{};,`.
+            for m in _PLAIN.finditer(line):
+                word = m.group()
+                append(Tok("punct" if word in _PUNCT else "word", word, n, m.start() + 1))
+        if n < len(lines):
+            append(Tok("nl", "\n", n, len(line) + 1))
+    return toks
+
+
+def _tokenize_line(line: str, n: int, append: Any) -> None:
+    pos = 0
+    for m in _TOKEN.finditer(line):
         start = m.start()
         if start != pos:
-            raise NftParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
+            raise NftParseError(f"unexpected character {line[pos]!r}", n, pos + 1)
         pos = m.end()
         kind = m.lastgroup
-        if kind == "ws":
-            continue
-        if kind == "nl":
-            append(Tok("nl", "\n", line, start - line_start + 1))
-            line += 1
-            line_start = pos
-        else:
-            append(Tok(kind or "", m.group(), line, start - line_start + 1))
-    if pos != len(text):
-        raise NftParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
-    return toks
+        if kind != "ws":
+            append(Tok(kind or "", m.group(), n, start + 1))
+    if pos != len(line):
+        raise NftParseError(f"unexpected character {line[pos]!r}", n, pos + 1)
 
 
 def unquote(text: str) -> str:
