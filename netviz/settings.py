@@ -141,6 +141,14 @@ NETVIZ_MAX_UPLOAD = int(os.environ.get("NETVIZ_MAX_UPLOAD", str(32 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = NETVIZ_MAX_UPLOAD + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = NETVIZ_MAX_UPLOAD + 1024 * 1024
 
+# What one upload may hold (README, "Limits"): the parser stops at the first
+# line over a limit, so a hostile dump cannot fill a worker's memory.
+NETVIZ_MAX_RULES = int(os.environ.get("NETVIZ_MAX_RULES", "300000"))
+NETVIZ_MAX_CHAINS = int(os.environ.get("NETVIZ_MAX_CHAINS", "100000"))
+NETVIZ_MAX_SET_MEMBERS = int(os.environ.get("NETVIZ_MAX_SET_MEMBERS", "1000000"))
+# Parsed rulesets each worker keeps for tracing, by estimated size (store.py).
+NETVIZ_PARSE_CACHE_BYTES = int(os.environ.get("NETVIZ_PARSE_CACHE_MB", "512")) * 1024 * 1024
+
 # Accounts: django.contrib.auth with the pages in netviz/web/pages_accounts.py.
 LOGIN_URL = "netviz:login"
 LOGIN_REDIRECT_URL = "netviz:home"

@@ -15,10 +15,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 
 from netviz import models
+from netviz.engine.limits import LoadLimits
 from netviz.engine.nft.evaluate import NftEval, compile_nft
 from netviz.engine.nft.model import NftParseError, NftRuleset
 from netviz.engine.nft.parse_json import parse_nft
@@ -31,7 +33,9 @@ __all__ = ["ParseError", "load_nftables", "load_ruleset", "store_host", "store_r
 BATCH_SIZE = 5000
 # Imports at least this big refresh the planner statistics (see _analyze).
 ANALYZE_MIN_ROWS = 5000
-CACHE_SIZE = 8
+# Derived data (call graph analysis, chain index, nft listings) kept per
+# process; an entry goes with its ruleset when the parse cache drops it.
+DERIVED_SIZE = 32
 
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -67,16 +71,21 @@ def store_ruleset(
     is_demo: bool = False,
     parse_progress: Progress | None = None,
 ) -> models.Ruleset:
+    limits = load_limits()
     if ipsets_source:
         # Parse the ipset text alone first, so an error in it can be told
         # apart from one in the dump (the line numbers are the ipset text's).
         try:
-            parse_ipset_save(ipsets_source)
+            parse_ipset_save(ipsets_source, limits)
         except ParseError as exc:
             exc.origin = "ipsets"  # type: ignore[attr-defined]
-            raise
+            raise _name_setting(exc) from None
     nft = parse_nftables(nftables_source) if nftables_source.strip() else None
-    parsed = parse_ruleset(source, ipsets_source or None, _family(family), progress=parse_progress)
+    try:
+        parsed = parse_ruleset(source, ipsets_source or None, _family(family), progress=parse_progress,
+                               limits=limits)
+    except ParseError as exc:
+        raise _name_setting(exc) from None
     return save_parsed(
         parsed,
         name=name,
@@ -89,6 +98,30 @@ def store_ruleset(
         progress=progress,
         is_demo=is_demo,
     )
+
+
+LIMIT_SETTINGS = {
+    "rules": "NETVIZ_MAX_RULES",
+    "chains": "NETVIZ_MAX_CHAINS",
+    "set members": "NETVIZ_MAX_SET_MEMBERS",
+}
+
+
+def load_limits() -> LoadLimits:
+    """What this server accepts in one upload (settings, README "Limits")."""
+    return LoadLimits(
+        max_rules=settings.NETVIZ_MAX_RULES,
+        max_chains=settings.NETVIZ_MAX_CHAINS,
+        max_set_members=settings.NETVIZ_MAX_SET_MEMBERS,
+    )
+
+
+def _name_setting(exc: ParseError) -> ParseError:
+    what = getattr(exc, "limit", None)
+    if what in LIMIT_SETTINGS:
+        exc.reason += f" ({LIMIT_SETTINGS[what]})"
+        exc.args = (f"line {exc.line}, column {exc.column}: {exc.reason}",)
+    return exc
 
 
 def parse_nftables(text: str) -> NftRuleset:
@@ -287,7 +320,7 @@ def store_host(
 
 # --- the engine's view of a stored ruleset --------------------------------
 
-_cache: OrderedDict[tuple[int, str], EngineRuleset] = OrderedDict()
+_cache: OrderedDict[tuple[int, str], tuple[EngineRuleset, int]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -303,13 +336,39 @@ def _key(model: models.Ruleset) -> tuple[int, str]:
     return (int(model.pk), digest.hexdigest())
 
 
-def _remember(model: models.Ruleset, parsed: EngineRuleset) -> None:
-    key = _key(model)
+# A parsed dump holds about this many bytes per byte of its text (measured
+# with tracemalloc: 7.5 for a 110k-rule kube-proxy dump, 15 for a dump of
+# bare chains; rules dominate real dumps).
+BYTES_PER_TEXT_BYTE = 10
+
+
+def cache_weight(model: models.Ruleset) -> int:
+    """The parse cache's estimate of a parsed ruleset's size in memory."""
+    text = len(model.source) + len(model.ipsets_source) + len(model.nftables_source)
+    return BYTES_PER_TEXT_BYTE * text
+
+
+def is_cached(model: models.Ruleset) -> bool:
     with _cache_lock:
-        _cache[key] = parsed
+        return _key(model) in _cache
+
+
+def _remember(model: models.Ruleset, parsed: EngineRuleset) -> None:
+    # Bounded by size, not count: eight 110k-rule dumps are gigabytes, eight
+    # small ones nothing.  A ruleset larger than the whole budget is used
+    # and not kept.
+    key = _key(model)
+    weight = cache_weight(model)
+    budget = int(settings.NETVIZ_PARSE_CACHE_BYTES)
+    with _cache_lock:
+        if weight > budget:
+            return
+        _cache[key] = (parsed, weight)
         _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+        while sum(w for _, w in _cache.values()) > budget:
+            old, _ = _cache.popitem(last=False)
+            for dkey in [k for k in _derived if k[:2] == old]:
+                del _derived[dkey]
     # A parsed 100k-rule dump is millions of long-lived objects: move them
     # out of the collector's reach, or every later full collection walks them
     # all (seen as multi-second pauses in the middle of a trace).
@@ -323,7 +382,7 @@ def load_ruleset(model: models.Ruleset) -> EngineRuleset:
         cached = _cache.get(key)
         if cached is not None:
             _cache.move_to_end(key)
-            return cached
+            return cached[0]
     parsed = parse_ruleset(model.source, model.ipsets_source or None, Family(model.family))
     _remember(model, parsed)
     return parsed
@@ -360,7 +419,7 @@ def derived(model: models.Ruleset, name: str, compute: Callable[[], T]) -> T:
     value = compute()
     with _cache_lock:
         _derived[key] = value
-        while len(_derived) > CACHE_SIZE * 4:
+        while len(_derived) > DERIVED_SIZE:
             _derived.popitem(last=False)
     return value
 

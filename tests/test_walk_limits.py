@@ -9,7 +9,7 @@ import pytest
 
 from netviz.engine.context import TraceState
 from netviz.engine.host import Host
-from netviz.engine.limits import JUMP_STACK_SIZE, MAX_WALK_STEPS, WalkLimitError
+from netviz.engine.limits import JUMP_STACK_SIZE, MAX_WALK_STEPS, LoadLimits, WalkLimitError
 from netviz.engine.parser import ParseError, parse_ruleset
 from netviz.engine.pipeline import packet_from_dict, trace_packet
 from netviz.engine.ruleset import Chain, Rule, Ruleset, Table, Target
@@ -123,3 +123,39 @@ def test_a_fan_out_the_kernel_loads_ends_at_the_step_budget() -> None:
     with pytest.raises(WalkLimitError) as info:
         walk(ruleset, max_steps=50_000)
     assert info.value.steps == 50_000
+
+
+# --- what a server accepts (LoadLimits) ---------------------------------------------
+
+
+def test_it_refuses_more_chains_than_the_limit_at_the_first_one_over() -> None:
+    text = nested(12, "-j")
+    parse_ruleset(text, limits=LoadLimits(max_chains=15))  # 12 user chains + 3 built-in
+    err = refusal_with(text, LoadLimits(max_chains=10))
+    assert err.line == 1 + 3 + 8 and "more than 10 chains" in err.reason
+
+
+def test_it_refuses_more_rules_than_the_limit_counting_expanded_address_lists() -> None:
+    text = nested(12, "-j")
+    err = refusal_with(text, LoadLimits(max_rules=5))
+    assert err.line == 4 + 12 + 6 and "more than 5 rules" in err.reason
+    # One line, 3 × 3 rules (iptables adds one per address pair).
+    lists = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1,10.0.0.2,10.0.0.3 -d 10.1.0.1,10.1.0.2,10.1.0.3 -j ACCEPT\nCOMMIT\n"
+    assert len(parse_ruleset(lists, limits=LoadLimits(max_rules=9)).rules()) == 9
+    err = refusal_with(lists, LoadLimits(max_rules=8))
+    assert err.line == 3 and "more than 8 rules" in err.reason
+
+
+def test_it_refuses_more_set_members_than_the_limit() -> None:
+    ipsets = "create S hash:ip family inet\n" + "".join(f"add S 10.0.0.{i}\n" for i in range(1, 21))
+    text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m set --match-set S src -j ACCEPT\nCOMMIT\n"
+    parse_ruleset(text, ipsets, limits=LoadLimits(max_set_members=20))
+    with pytest.raises(ParseError) as info:
+        parse_ruleset(text, ipsets, limits=LoadLimits(max_set_members=10))
+    assert info.value.line == 12 and "more than 10 set members" in info.value.reason
+
+
+def refusal_with(text: str, limits: LoadLimits) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse_ruleset(text, limits=limits)
+    return info.value

@@ -9,6 +9,7 @@ one budget, so no input can make a walk run (or grow) without end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .ruleset import Rule, Table
 
@@ -25,6 +26,21 @@ JUMP_STACK_SIZE = 16
 # reaching it means a hostile ruleset.  250k steps cost a few seconds and
 # ~100 MB of steps, then the walk is refused.
 MAX_WALK_STEPS = 250_000
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """What a server accepts in one dump (None: no limit).  The parser stops
+    at the first line over a limit, before the rest is read into memory."""
+
+    max_rules: int | None = None
+    max_chains: int | None = None
+    max_set_members: int | None = None
+
+    def over(self, count: int, limit: int | None, what: str) -> str:
+        if limit is not None and count > limit:
+            return f"more than {limit:,} {what}: the most this server accepts in one dump"
+        return ""
 
 
 class WalkLimitError(ValueError):

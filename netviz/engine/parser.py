@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 
 from netviz.engine.extcheck import KNOWN_MATCHES, check_rule, clear_check_cache
-from netviz.engine.limits import ChainGraphError, check_chain_graph
+from netviz.engine.limits import ChainGraphError, LoadLimits, check_chain_graph
 from netviz.engine.ruleset import (
     BUILTIN_CHAINS,
     Chain,
@@ -1337,14 +1337,27 @@ def parse_iptables_save(text: str, family: Family | None = None) -> Ruleset:
         return _parse_iptables(text, family)[0]
 
 
+def _over_limit(lineno: int, raw: str, reason: str, what: str) -> ParseError:
+    err = ParseError(lineno, 1, reason, raw)
+    err.limit = what  # type: ignore[attr-defined]  # the server names its setting
+    return err
+
+
 def _parse_iptables(text: str, family: Family | None,
-                    progress: Callable[[int, int], None] | None = None
+                    progress: Callable[[int, int], None] | None = None,
+                    limits: LoadLimits | None = None,
                     ) -> tuple[Ruleset, list[_SetRef]]:
     st = _State(family)
     lines = text.split("\n")
     lineno = 0
     crlf = "\r" in text
     total = len(lines)
+    # Rule and chain lines so far, against the server's limits (an address
+    # list expanding into more rules is counted exactly after the parse).
+    limits = limits or LoadLimits()
+    max_rules = limits.max_rules if limits.max_rules is not None else total
+    max_chains = limits.max_chains if limits.max_chains is not None else total
+    rule_lines = chain_lines = 0
     for lineno, raw in enumerate(lines, 1):
         # Lines read so far, every 4096 lines, for a job page's percentage.
         if progress is not None and not lineno & 4095:
@@ -1353,11 +1366,23 @@ def _parse_iptables(text: str, family: Family | None,
             raw = raw.removesuffix("\r")
         c = raw[:1]
         if c == "-" or c == "[" or c == " " or c == "\t":
-            if not (_SHORTCUTS and raw[:3] == "-A " and _fast_rule(st, lineno, raw)):
+            verb = raw[:3]
+            if verb == "-N ":
+                chain_lines += 1
+                if chain_lines > max_chains:
+                    raise _over_limit(lineno, raw, limits.over(chain_lines, max_chains, "chains"), "chains")
+            elif verb == "-A " or verb == "-I " or c == "[":
+                rule_lines += 1
+                if rule_lines > max_rules:
+                    raise _over_limit(lineno, raw, limits.over(rule_lines, max_rules, "rules"), "rules")
+            if not (_SHORTCUTS and verb == "-A " and _fast_rule(st, lineno, raw)):
                 _command_line(st, lineno, raw)
         elif not c or c == "#":
             continue
         elif c == ":":
+            chain_lines += 1
+            if chain_lines > max_chains:
+                raise _over_limit(lineno, raw, limits.over(chain_lines, max_chains, "chains"), "chains")
             _chain_line(st, lineno, raw)
         elif c == "*":
             _table_line(st, lineno, raw)
@@ -1381,8 +1406,14 @@ def _parse_iptables(text: str, family: Family | None,
         )
     fam = _decide_family(st)
     tables: list[Table] = []
+    rules = 0
     for name, (tline, chains) in st.tables.items():
         table = _freeze_table(name, tline, chains)
+        for chain in table.chains:
+            rules += len(chain.rules)
+            if rules > max_rules:
+                rule = chain.rules[max_rules - rules - 1]
+                raise _over_limit(rule.line, rule.text, limits.over(rules, max_rules, "rules"), "rules")
         try:
             check_chain_graph(table)
         except ChainGraphError as exc:
@@ -2279,7 +2310,9 @@ def _parse_member(toks: list[str], start: int, b: _SetB, sets: dict[str, _SetB],
     return SetMember(elements, nomatch, timeout, lineno)
 
 
-def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
+def parse_ipset_save(text: str, limits: LoadLimits | None = None) -> tuple[IPSet, ...]:
+    limits = limits or LoadLimits()
+    members = 0
     sets: dict[str, _SetB] = {}
     listing: _SetB | None = None  # inside an `ipset list` Members: block
     pending: dict[str, str] = {}  # `ipset list` header fields of the current block
@@ -2295,6 +2328,10 @@ def parse_ipset_save(text: str) -> tuple[IPSet, ...]:
             toks, starts, _, unterminated = _tokenize_exact(raw)
             if unterminated >= 0:
                 raise ParseError(lineno, unterminated + 1, "unterminated quote", raw)
+            if listing is not None and not raw.startswith("Name:") or toks[0] in ("add", "-A"):
+                members += 1
+                if why := limits.over(members, limits.max_set_members, "set members"):
+                    raise _over_limit(lineno, raw, why, "set members")
             if listing is not None and not raw.startswith("Name:"):
                 listing.members.append(_parse_member(toks, 0, listing, sets, lineno))
                 continue
@@ -2360,13 +2397,15 @@ def _from_listing(fields: dict[str, str], line: int, sets: dict[str, _SetB], raw
 
 
 def parse_ruleset(text: str, ipsets: str | None = None, family: Family | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Ruleset:
-    """`progress(lines read, lines)` is called now and then while parsing."""
+                  progress: Callable[[int, int], None] | None = None,
+                  limits: LoadLimits | None = None) -> Ruleset:
+    """`progress(lines read, lines)` is called now and then while parsing;
+    `limits` are what a server accepts (none by default)."""
     with _gc_paused():
-        ruleset, refs = _parse_iptables(text, family, progress)
+        ruleset, refs = _parse_iptables(text, family, progress, limits)
     if ipsets is None:
         return ruleset
-    sets = parse_ipset_save(ipsets)
+    sets = parse_ipset_save(ipsets, limits)
     names = {s.name for s in sets}
     for ref in refs:
         if ref.name not in names:

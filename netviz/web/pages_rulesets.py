@@ -109,12 +109,21 @@ IMPORT_KEYS = ("name", "source", "ipsets_source", "nftables_source", "family", "
                "host_interfaces", "host_routes", "is_public")
 
 
+def _limits_context() -> dict[str, Any]:
+    limits = store.load_limits()
+    return {
+        "max_upload": max_upload(),
+        "max_upload_human": human_size(max_upload()),
+        "limits_text": f"{limits.max_rules:,} rules, {limits.max_chains:,} chains and "
+                       f"{limits.max_set_members:,} set members",
+    }
+
+
 def upload_too_large(request: HttpRequest) -> HttpResponse:
     # Pasted text beyond DATA_UPLOAD_MAX_MEMORY_SIZE: Django refuses to read
     # the body, so there is no form to redisplay.
     ctx: dict[str, Any] = {
-        "max_upload": max_upload(),
-        "max_upload_human": human_size(max_upload()),
+        **_limits_context(),
         "form": UploadForm(),
         "too_large": f"The upload is larger than the limit of {human_size(max_upload())}.",
     }
@@ -124,11 +133,7 @@ def upload_too_large(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    ctx: dict[str, Any] = {
-        "max_upload": max_upload(),
-        "max_upload_human": human_size(max_upload()),
-        "snapshot_form": SnapshotForm(),
-    }
+    ctx: dict[str, Any] = {**_limits_context(), "snapshot_form": SnapshotForm()}
     template = "netviz/upload_form.html" if request.htmx else "netviz/upload.html"
     if request.method != "POST":
         ctx["form"] = UploadForm()

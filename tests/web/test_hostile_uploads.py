@@ -136,3 +136,53 @@ def test_a_body_too_big_elsewhere_is_413_and_a_forged_post_still_403() -> None:
     assert r.status_code == 413 and b"1000 bytes" in r.content
     # Small enough to read: CSRF protection still answers as before.
     assert client.post("/lessons/new/", {"title": "x"}).status_code == 403
+
+
+def _chains(n: int) -> str:
+    return "*filter\n:INPUT ACCEPT [0:0]\n" + "".join(f":C{i} - [0:0]\n" for i in range(n)) + "COMMIT\n"
+
+
+@override_settings(NETVIZ_MAX_CHAINS=50)
+def test_a_dump_over_the_chain_limit_is_refused_with_the_limit_named(client: Client) -> None:
+    # 1e6 chains (16 MB) held 1.66 GB in a worker (issue 12): the server says
+    # how many it takes, and stops reading at the first one over.
+    r = client.post(reverse("netviz:upload"), {"dump_text": _chains(100)})
+    assert r.status_code == 400
+    body = r.content.decode()
+    assert "more than 50 chains" in body and "NETVIZ_MAX_CHAINS" in body
+    assert not models.Ruleset.objects.exists()
+    assert client.post(reverse("netviz:upload"), {"dump_text": _chains(40)}).status_code == 302
+
+
+@override_settings(NETVIZ_MAX_RULES=3)
+def test_a_dump_over_the_rule_limit_is_refused(client: Client) -> None:
+    r = client.post(reverse("netviz:upload"), {"dump_text": FAN_OUT})
+    assert r.status_code == 400 and "more than 3 rules" in r.content.decode()
+
+
+def test_the_upload_page_states_the_limits(client: Client) -> None:
+    body = client.get(reverse("netviz:upload")).content.decode()
+    assert "300,000 rules" in body and "100,000 chains" in body
+
+
+def test_the_parse_cache_is_bounded_by_size_not_count(settings: object) -> None:
+    small = [store.store_ruleset(name=f"s{i}", source=_chains(i + 1)) for i in range(12)]
+    store.clear_cache()
+    for rs in small:
+        store.load_ruleset(rs)
+    # Twelve small rulesets fit (a count bound of 8 dropped the first four) …
+    assert all(store.is_cached(rs) for rs in small)
+    big = store.store_ruleset(name="big", source=_chains(3000))
+    budget = store.cache_weight(big) + store.cache_weight(small[-1])
+    settings.NETVIZ_PARSE_CACHE_BYTES = budget  # type: ignore[attr-defined]
+    store.clear_cache()
+    for rs in [*small, big]:
+        store.load_ruleset(rs)
+    # … and a big one pushes out the least recently used until the sum fits.
+    assert store.is_cached(big) and store.is_cached(small[-1]) and not store.is_cached(small[0])
+    assert sum(store.cache_weight(rs) for rs in [*small, big] if store.is_cached(rs)) <= budget
+    # One ruleset larger than the whole budget is used, not kept.
+    settings.NETVIZ_PARSE_CACHE_BYTES = store.cache_weight(big) - 1  # type: ignore[attr-defined]
+    store.clear_cache()
+    assert store.load_ruleset(big).table("filter") is not None
+    assert not store.is_cached(big)
