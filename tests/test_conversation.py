@@ -166,3 +166,65 @@ def test_echo_to_oneself_finds_its_entry_by_icmp_type() -> None:
                [{"dir": "reply", "icmp_type": 0}, {"dir": "original", "icmp_type": 8}])
     assert [p.ctstate for p in conv.packets] == ["NEW", "ESTABLISHED", "ESTABLISHED"]
     assert [p.ctdir for p in conv.packets] == ["ORIGINAL", "REPLY", "ORIGINAL"]
+
+
+def test_ctproto_reads_the_entry_not_the_icmp_error() -> None:
+    # Random conversation 2/213: an ICMP error RELATED to a UDP connection
+    # has --ctproto udp (the entry's tuple), not icmp.
+    ruleset = (FILTER + "-A FORWARD -p udp -j REJECT\n"
+               "-A OUTPUT -m conntrack --ctproto icmp -j LOG\n-A OUTPUT -m conntrack --ctproto udp -j LOG\nCOMMIT\n")
+    conv = run(ruleset, {"proto": "udp", "src": CLIENT, "sport": 5000, "dst": SERVER, "dport": 53, "in_iface": "eth0"},
+               [])
+    assert conv.first.related.hops()[0] == {"table": "filter", "chain": "OUTPUT", "rule": 2, "verdict": "CONTINUE"}
+
+
+def test_the_hosts_answers_have_no_owner() -> None:
+    # Random conversations 2/216, 2/233, 2/241: an RST from nf_send_reset has
+    # no socket; an ICMP error leaves by the kernel's ICMP socket, which
+    # exists but has no file, so no uid/gid owns it.
+    ruleset = (FILTER + "-A FORWARD -p tcp --dport 80 -j REJECT --reject-with tcp-reset\n"
+               "-A FORWARD -p tcp -j REJECT\n"
+               "-A OUTPUT -m owner --uid-owner 0 -j LOG\n-A OUTPUT -m owner ! --gid-owner 0 -j LOG\n"
+               "-A OUTPUT -m owner --socket-exists -j LOG\nCOMMIT\n")
+    rst = trace_dicts(parse_ruleset(ruleset), HOST, tcp(80), "ipv4").related
+    icmp = trace_dicts(parse_ruleset(ruleset), HOST, tcp(81), "ipv4").related
+    assert [h.get("rule") for h in rst.hops()] == [2, None]
+    assert [h.get("rule") for h in icmp.hops()] == [2, 3, None]
+
+
+def test_a_syn_over_lo_keeps_its_lo_mss_on_the_way_in() -> None:
+    # Random conversation 2/171: the SYN and SYN-ACK of a local connection
+    # over lo carry MSS 65495 in PREROUTING/INPUT too, not 1460.
+    ruleset = ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+               "-A PREROUTING -p tcp -m tcpmss --mss 1000:1500 -j LOG\n"
+               "-A PREROUTING -p tcp -m tcpmss --mss 65495 -j LOG\nCOMMIT\n")
+    conv = run(ruleset, {"proto": "tcp", "src": "127.0.0.1", "sport": 18528, "dst": "127.0.0.1", "dport": 8080},
+               [{"dir": "reply", "tcp_flags": "SA"}])
+    for cp in conv.packets:
+        assert {"table": "raw", "chain": "PREROUTING", "rule": 2, "verdict": "CONTINUE"} in cp.trace.hops()
+        assert {"table": "raw", "chain": "PREROUTING", "rule": 1, "verdict": "CONTINUE"} not in cp.trace.hops()
+
+
+def test_connbytes_counts_every_packet_of_the_connection() -> None:
+    # Random conversation 2/171: -m connbytes reads the entry's accounting,
+    # which grows with each packet, each way.
+    ruleset = (FILTER + "-A INPUT -m connbytes --connbytes 2:100 --connbytes-dir reply --connbytes-mode bytes -j LOG\n"
+               "-A INPUT -m connbytes --connbytes 2 --connbytes-dir original --connbytes-mode packets -j LOG\nCOMMIT\n")
+    conv = run(ruleset, {"proto": "tcp", "src": "127.0.0.1", "sport": 18528, "dst": "127.0.0.1", "dport": 8080},
+               [{"dir": "reply", "tcp_flags": "SA"}, {"dir": "original", "tcp_flags": "A"}])
+    rules = [[h.get("rule") for h in cp.trace.hops() if h["chain"] == "INPUT"] for cp in conv.packets]
+    assert rules == [[None], [1, None], [1, 2, None]]
+
+
+def test_connlimit_counts_a_connection_once_across_packets() -> None:
+    # Random conversation 2/124: a later packet of a counted connection adds
+    # nothing; evaluating the rule twice in one traversal adds it twice.
+    ruleset = FILTER + "-A FORWARD -m connlimit --connlimit-above 1 -j LOG\nCOMMIT\n"
+    conv = run(ruleset, {"proto": "udp", "src": CLIENT, "sport": 5000, "dst": SERVER, "dport": 53, "in_iface": "eth0"},
+               [{"dir": "original"}, {"dir": "original"}])
+    assert [len(cp.trace.hops()) for cp in conv.packets] == [1, 1, 1]
+    twice = FILTER + ("-A FORWARD -j C\n-A FORWARD -j C\n-A C -m connlimit --connlimit-above 1 -j LOG\nCOMMIT\n")
+    twice = twice.replace(":OUTPUT ACCEPT [0:0]\n", ":OUTPUT ACCEPT [0:0]\n:C - [0:0]\n")
+    conv = run(twice, {"proto": "udp", "src": CLIENT, "sport": 5000, "dst": SERVER, "dport": 53, "in_iface": "eth0"},
+               [])
+    assert [h.get("rule") for h in conv.first.hops() if h["chain"] == "C"] == [1]

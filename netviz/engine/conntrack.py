@@ -168,7 +168,10 @@ def track(entry: Conntrack, packet: Packet, direction: str) -> Tracked:
                 note = "conntrack: the handshake is complete, the entry is ASSURED"
     if direction == "REPLY":
         seen_reply = True
-    updated = replace(entry, seen_reply=seen_reply, assured=assured, tcp_state=tcp_state)
+        counts = {"reply_packets": entry.reply_packets + 1, "reply_bytes": entry.reply_bytes + packet.length}
+    else:
+        counts = {"orig_packets": entry.orig_packets + 1, "orig_bytes": entry.orig_bytes + packet.length}
+    updated = replace(entry, seen_reply=seen_reply, assured=assured, tcp_state=tcp_state, **counts)
     view = replace(updated, state=state, direction=direction, confirmed=True)
     return Tracked(view, None if kill else updated, note)
 

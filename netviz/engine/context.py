@@ -53,6 +53,12 @@ class TraceState:
     # SET --add-set/--del-set done in this trace: set name → {element key:
     # present}; set lookups later in the same trace see them.
     set_changes: dict[str, dict[tuple[Any, ...], bool]] = field(default_factory=dict)
+    # connlimit lists (nf_conncount): rule key → [(connection, jiffy added)],
+    # and the jiffy of each list's last scan.  `jiffy` advances with every
+    # packet of a conversation (a packet and the answer it causes share one).
+    connlimit: dict[tuple[Any, ...], list[tuple[Any, int]]] = field(default_factory=dict)
+    connlimit_gc: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    jiffy: int = 0
     # Confirmed conntrack entries, carried from packet to packet of a
     # conversation (netviz/engine/conversation.py); empty for one packet.
     conntrack: ConntrackTable = field(default_factory=ConntrackTable)

@@ -871,8 +871,14 @@ def _ct_option(opt: Option) -> Checker:
 
         def check_proto(ctx: EvalContext) -> MatchOutcome | None:
             ct = ct_view(ctx.packet)[0]
-            # a template's tuple has l4 protocol 0
-            proto = 0 if ct is not None and ct.template else ctx.packet.proto
+            # a template's tuple has l4 protocol 0; an entry's is its own
+            # (an ICMP error RELATED to a UDP connection reads udp)
+            if ct is not None and ct.template:
+                proto = 0
+            elif ct is not None and ct.proto is not None:
+                proto = ct.proto
+            else:
+                proto = ctx.packet.proto
             return result(proto == number, f"entry protocol is {proto_name(proto)}")
 
         return check_proto
@@ -1542,6 +1548,27 @@ def _compile_limit(match: Match) -> list[Checker]:
     return [check]
 
 
+def _conncount(ctx: EvalContext, key: tuple[Any, ...]) -> int:
+    state = ctx.state
+    p = ctx.packet
+    ct = p.ct
+    conn: Any = ct.entry_id if ct is not None and ct.entry_id else ("tuple", p.proto, p.src, p.dst, p.sport, p.dport)
+    entries = state.connlimit.setdefault(key, [])
+    now = state.jiffy
+    if state.connlimit_gc.get(key) != now:
+        kept = []
+        for other, added in entries:
+            alive = isinstance(other, int) and other in state.conntrack.entries
+            if other == conn and (alive or added == now):
+                return len(entries)  # already counted
+            if alive or added == now:
+                kept.append((other, added))
+        entries[:] = kept
+        state.connlimit_gc[key] = now
+    entries.append((conn, now))
+    return len(entries)
+
+
 def _compile_connlimit(match: Match) -> list[Checker]:
     clause = match.text()
     above = match.option("--connlimit-above")
@@ -1563,14 +1590,15 @@ def _compile_connlimit(match: Match) -> list[Checker]:
         plen = int(mask_opt.value) if mask_opt is not None else bits
         key_addr = int(addr) & (((1 << bits) - 1) << (bits - plen)) & ((1 << bits) - 1)
         key = ("connlimit", ctx.table, ctx.chain, ctx.rule_index, key_addr)
-        # connlimit_mt(): nf_conncount_count() adds the packet's own tuple
+        # connlimit_mt(): nf_conncount_count() adds the packet's connection
         # before counting, so a first packet counts 1.  Within the same
         # jiffy __nf_conncount_add() skips the duplicate check (list->last_gc
         # == jiffies), so each further evaluation of this rule during the
-        # same traversal adds the tuple again: 2, 3, ...  The result is
+        # same traversal adds it again: 2, 3, ...  A later packet finds its
+        # (now confirmed) connection in the list and adds nothing; entries
+        # no longer in the table are evicted.  The result is
         # `(count > limit) ^ invert`, --connlimit-upto setting invert.
-        count = ctx.state.limit_taken.get(key, 0) + 1
-        ctx.state.limit_taken[key] = count
+        count = _conncount(ctx, key)
         hit = count > limit if above is not None else count <= limit
         if opt.negated:
             hit = not hit
@@ -1749,11 +1777,22 @@ def _compile_owner(match: Match) -> list[Checker]:
     def check(ctx: EvalContext) -> MatchOutcome | None:
         if unknown_opts:
             return _unknown(clause, f"netviz does not evaluate {unknown_opts[0].name}")
-        if not ctx.packet.is_local_origin or ctx.hook not in ("OUTPUT", "POSTROUTING"):
+        sent = ctx.packet.get_extra("kernel_sent")
+        if not ctx.packet.is_local_origin or ctx.hook not in ("OUTPUT", "POSTROUTING") or sent == "no-socket":
             # owner_mt(): no local socket → true only if every option is negated.
             if all_negated:
                 return None
             return _no(clause, f"{clause}: the packet has no local socket")
+        if sent == "kernel-socket":
+            # An ICMP error leaves by the kernel's own ICMP socket, which has
+            # no file: a socket exists, but no uid or gid owns it.
+            for o in opts:
+                if o.name == "--suppl-groups":
+                    continue
+                hit = o.name == "--socket-exists"
+                if hit == o.negated:
+                    return _no(o.text(), f"{o.text()}: sent by the kernel's ICMP socket (no owner)")
+            return None
         any_assumed = False
         for o in opts:
             if o.name == "--suppl-groups":
@@ -2017,12 +2056,15 @@ def tcp_options(ctx: EvalContext) -> tuple[tuple[int, ...], int | None, bool]:
     if p.length - head < 40:
         return (), None, True
     mss = 1460
-    if p.is_local_origin and p.tcp_flags == frozenset({"SYN"}) and p.length == head + 40 and not p.tos & 3:
-        # A socket's SYN advertises the route MTU minus the headers:
-        # 65495 over lo (MTU 65536), 1460/1440 over a 1500-byte link.
+    local = p.is_local_origin or p.in_iface == "lo"
+    if local and "SYN" in p.tcp_flags and p.length == head + 40 and not p.tos & 3:
+        # A socket's SYN (and SYN-ACK) advertises the route MTU minus the
+        # headers: 65495 over lo (MTU 65536), 1460/1440 over a 1500-byte
+        # link -- also on the way back in from lo.
         out = ctx.packet.out_iface or ""
         if out == "lo" or ctx.packet.in_iface == "lo":
-            mss = 65536 - head - 20
+            # IPv4's 16-bit total length caps it below MTU - 40 (65496).
+            mss = 65495 if head == 20 else 65536 - head - 20
         elif p.family is not Family.IPV4:
             mss = 1440
     return LINUX_TCP_OPTIONS, mss, True
@@ -2089,10 +2131,15 @@ def _compile_connbytes(match: Match) -> list[Checker]:
         if ct is None or ct.template:
             # connbytes_mt(): no entry, or no accounting extension (a template)
             return _no(clause, f"{clause}: no conntrack entry ({state})")
-        # nf_conntrack_in() accounted this first packet in the original
-        # direction (__nf_ct_refresh_acct: packets 1, bytes = skb->len).
-        packets = {"original": 1, "reply": 0, "both": 1}[direction]
-        nbytes = ctx.packet.length if direction != "reply" else 0
+        # nf_conntrack_in() accounted the packet (__nf_ct_refresh_acct:
+        # bytes = skb->len).  A declared entry is taken as this first packet.
+        if ct.entry_id:
+            counts = {"original": (ct.orig_packets, ct.orig_bytes), "reply": (ct.reply_packets, ct.reply_bytes),
+                      "both": (ct.orig_packets + ct.reply_packets, ct.orig_bytes + ct.reply_bytes)}
+            packets, nbytes = counts[direction]
+        else:
+            packets = {"original": 1, "reply": 0, "both": 1}[direction]
+            nbytes = ctx.packet.length if direction != "reply" else 0
         if mode == "packets":
             what = packets
         elif mode == "bytes":
@@ -2103,7 +2150,7 @@ def _compile_connbytes(match: Match) -> list[Checker]:
             hit = lo <= what <= hi
         else:
             hit = what < hi or what > lo
-        why = f"{clause}: the connection has {packets} packet(s), {nbytes} bytes (this first packet)"
+        why = f"{clause}: the connection has {packets} packet(s), {nbytes} bytes {direction}"
         if hit:
             return MatchOutcome(MATCH, clause, why, assumed=True)
         return _no(clause, why, assumed=True)

@@ -112,6 +112,12 @@ class Conntrack:
     # IPS_ASSURED; None when the scenario declared the entry and cannot say.
     assured: bool | None = False
     tcp_state: str | None = None  # SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT…
+    # Accounting (nf_conn_acct, on once -m connbytes is loaded): packets and
+    # bytes (IP length) seen each way, this packet included.
+    orig_packets: int = 0
+    orig_bytes: int = 0
+    reply_packets: int = 0
+    reply_bytes: int = 0
     # A CT-target template (raw table, before conntrack ran): zero tuple,
     # state NEW, status TEMPLATE|CONFIRMED (xt_ct_tg_check), no accounting.
     template: bool = False

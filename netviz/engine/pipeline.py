@@ -239,6 +239,9 @@ class _Walker:
 
     def run(self, packet: Packet) -> Trace:
         packet_in = packet
+        if self.related_depth == 0:
+            # A new packet, a new jiffy; its RST or ICMP error shares it.
+            self.state.jiffy += 1
         if packet.is_local_origin:
             path, verdict, packet = self._local(packet)
         else:
@@ -800,6 +803,8 @@ class _Walker:
             proto=packet.proto,
             icmp_type=packet.icmp_type,
             tcp_state=new_tcp_state(packet) if state == "NEW" else None,
+            orig_packets=1,
+            orig_bytes=packet.length,
             # A declared entry's status bits are inferred from its state
             # (matches.py --ctstatus).
             assured=None if declared else False,
@@ -1239,10 +1244,12 @@ def answer_packet(how: str, packet: Packet, src: Any = None) -> Packet | None:
         if packet.proto != 6 or "RST" in packet.tcp_flags:
             return None
         flags = frozenset({"RST"}) if "ACK" in packet.tcp_flags else frozenset({"RST", "ACK"})
+        # nf_send_reset() sends it without a socket (`-m owner` sees none).
         return Packet(
             family=packet.family, proto=6, src=packet.dst, dst=packet.src,
             sport=packet.dport, dport=packet.sport, tcp_flags=flags,
             length=60 if v6 else 40, ct=related, ctstate_in="NEW" if related is None else "RELATED",
+            extra=(("kernel_sent", "no-socket"),),
         )
     kind = (REJECT_ICMP6_ROUTE.get(how) if v6 else None) or REJECT_ICMP.get(how)
     if kind is None:
@@ -1255,10 +1262,12 @@ def answer_packet(how: str, packet: Packet, src: Any = None) -> Packet | None:
         return None
     quoted = tuple(sorted({"proto": proto_name(packet.proto), **packet.header()}.items()))
     room = 1280 - 48 if v6 else 576 - 28
+    # Like the RST, the ICMP error leaves with the connection attached: the
+    # raw table already sees it RELATED (seen in the kernel's trace).
     return Packet(
         family=packet.family, proto=58 if v6 else 1, src=src if src is not None else packet.dst,
         dst=packet.src, tcp_flags=frozenset(), icmp_type=kind[0], icmp_code=kind[1],
         length=(48 if v6 else 28) + min(packet.length, room), tos=0 if v6 else 0xC0,
         ct=related, ctstate_in="NEW" if related is None else "RELATED",
-        extra=(("embedded", quoted),),
+        extra=(("embedded", quoted), ("kernel_sent", "kernel-socket")),
     )

@@ -285,7 +285,13 @@ def test_server_reset_closes_the_entry() -> None:
 @pytest.mark.parametrize("how", ["icmp-port-unreachable", "icmp-host-prohibited", "tcp-reset"])
 def test_reject_in_forward_of_a_dnated_packet_answers_related(how: str) -> None:
     proto = "tcp"
+    # raw OUTPUT already sees the RST and the ICMP error RELATED: they leave
+    # with the rejected packet's connection attached.
     ruleset = rules(
+        table("raw", {"PREROUTING": "ACCEPT", "OUTPUT": "ACCEPT"}, """
+            -A OUTPUT -m conntrack --ctstate INVALID -j LOG
+            -A OUTPUT -m conntrack --ctstate RELATED -j LOG
+        """),
         table("nat", NAT, f"""
             -A PREROUTING -d {VIP}/32 -p {proto} -j DNAT --to-destination {SERVER}:8080
             -A POSTROUTING -p tcp -j LOG
@@ -300,6 +306,7 @@ def test_reject_in_forward_of_a_dnated_packet_answers_related(how: str) -> None:
     kernel, engine = both(sc)
     assert kernel[0].related is not None
     assert H("filter", "OUTPUT", 1, "CONTINUE") in list(kernel[0].related.hops)
+    assert H("raw", "OUTPUT", 2, "CONTINUE") in list(kernel[0].related.hops)
     fate = engine.first.fate
     assert fate is not None and fate.target == "REJECT"
 

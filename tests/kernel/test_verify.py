@@ -123,3 +123,21 @@ def test_it_exits_2_with_the_reason_when_not_root(tmp_path: Path, monkeypatch: p
         call_command("verify", str(path), stdout=out, stderr=err)
     assert exit_.value.code == 2, out.getvalue() + err.getvalue()
     assert "not root" in err.getvalue()
+
+
+def test_it_verifies_every_packet_of_a_conversation(kernel: None, tmp_path: Path) -> None:
+    rules = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+             "-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n"
+             "-A FORWARD -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n")
+    data = _scenario(rules)
+    data["packets"] = [{"dir": "reply", "tcp_flags": "SA"}, {"dir": "original", "tcp_flags": "A"}]
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps(data))
+    proc = _verify(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "packet 2 (reply)" in proc.stdout and "packet 3 (original)" in proc.stdout
+    assert "filter FORWARD rule 1 → ACCEPT" in proc.stdout
+    out = json.loads(_verify(path, "--json").stdout)
+    assert [p["agree"] for p in out["packets"]] == [True, True, True]
+    assert out["packets"][1]["kernel"]["hops"] == [{"table": "filter", "chain": "FORWARD", "rule": 1,
+                                                     "verdict": "ACCEPT"}]
