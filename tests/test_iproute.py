@@ -88,3 +88,14 @@ def test_bad_lines_name_their_line() -> None:
         ip_routes("default via 10.0.0.1 dev eth0\n10.1.0.0/16 frobnicate 3\n")
     with pytest.raises(ValueError, match="rule line 1"):
         ip_rules("100: from all wobble 3\n")
+
+
+def test_a_multipath_route_says_the_kernel_picks_the_next_hop() -> None:
+    from netviz.engine.parser import parse_ruleset
+    from netviz.engine.pipeline import trace_dicts
+
+    host = host_from_ip_json(_read("addr.json"), _read("link.json"), _read("route4.json"))
+    rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    trace = trace_dicts(parse_ruleset(rules), host, {"proto": "udp", "src": "10.61.0.5", "dst": "10.63.1.1"}, "ipv4")
+    route = next(s for s in trace.steps if s.kind.name == "ROUTE")
+    assert "via 10.61.0.2 dev eth0" in route.text and "one of 2 next hops" in route.text

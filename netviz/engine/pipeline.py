@@ -638,6 +638,12 @@ class _Walker:
             parts.append(f"via {route.gateway}")
         if route.dev:
             parts.append(f"dev {route.dev}")
+        hops = route.route.nexthops if route.route is not None else ()
+        if len(hops) > 1:
+            # fib_select_multipath(): a hash of the flow (with a per-boot
+            # seed) picks the next hop, which a trace cannot know.
+            parts.append(f"(multipath: the kernel hashes each flow onto one of {len(hops)} next hops; "
+                         "netviz follows the first)")
         return " ".join(parts) or route.kind
 
     def _reroute_output(self, packet: Packet, why: str) -> str | None:

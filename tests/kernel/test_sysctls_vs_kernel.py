@@ -15,20 +15,9 @@ from netviz.engine.pipeline import trace_scenario
 from netviz.kernel import replay
 from netviz.scenario import scenario_from_dict
 from netviz.testing.compare import hops_diff
+from netviz.testing.randomsysctl import HOST as HOST4
+from netviz.testing.randomsysctl import RULES as RULES4
 
-HOST4: dict[str, Any] = {
-    "interfaces": [
-        {"name": "eth0", "addrs": ["10.81.0.1/24"]},
-        {"name": "eth1", "addrs": ["10.82.0.1/24"]},
-        {"name": "eth2", "addrs": ["10.83.0.1/24"]},
-    ],
-    "routes": [
-        "default via 10.82.0.254 dev eth1",
-        "10.90.0.0/16 via 10.81.0.254 dev eth0",
-        "10.91.0.0/16 via 10.83.0.254 dev eth2 table 100",
-    ],
-    "rules": ["pref 100 fwmark 0x1 lookup 100"],
-}
 HOST6: dict[str, Any] = {
     "interfaces": [
         {"name": "eth0", "addrs": ["2001:db8:81::1/64"]},
@@ -37,40 +26,6 @@ HOST6: dict[str, Any] = {
     "routes": ["default via 2001:db8:82::fe dev eth1"],
 }
 
-RULES4 = """*raw
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A PREROUTING -m conntrack --ctstate NEW -j LOG
--A OUTPUT -m conntrack --ctstate NEW -j LOG
-COMMIT
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -m addrtype --src-type LOCAL -j LOG
--A INPUT -j LOG
--A FORWARD -j LOG
--A POSTROUTING -o eth1 -j LOG
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A OUTPUT -d 127.0.0.1/32 -p tcp --dport 30080 -j DNAT --to-destination 10.82.0.50:8080
--A POSTROUTING -s 127.0.0.0/8 -o eth1 -j MASQUERADE
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -j LOG
--A FORWARD -j LOG
--A OUTPUT -j LOG
-COMMIT
-"""
 RULES6 = """*filter
 :INPUT ACCEPT [0:0]
 :FORWARD ACCEPT [0:0]
