@@ -80,23 +80,52 @@ def fleet_list(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         fleet = Fleet.objects.create(name=data["name"], description=data["description"],
                                      **_owned(request))
-        for i, ruleset in enumerate(data["rulesets"]):
-            host = HostProfile.objects.filter(ruleset=ruleset).order_by("pk").first()
-            FleetNode.objects.create(fleet=fleet, name=ruleset.name, ruleset=ruleset, host=host,
-                                     position=i)
+        _add_nodes(fleet, data["rulesets"])
         return redirect(fleet.get_absolute_url())
     return render(request, "netviz/fleet_list.html", {
         "fleets": _visible(request, Fleet), "checksets": _visible(request, CheckSet),
         "form": form})
 
 
-@require_GET
+class AddNodesForm(forms.Form):
+    rulesets = forms.ModelMultipleChoiceField(
+        queryset=Ruleset.objects.none(), label="Add nodes",
+        help_text="Uploaded rulesets and snapshots (each with its first host profile).",
+        widget=forms.SelectMultiple(attrs={"size": 6}))
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["rulesets"].queryset = (  # type: ignore[attr-defined]
+            access.visible(request, "r").order_by("-created"))
+
+
+def _add_nodes(fleet: Fleet, rulesets: Any) -> None:
+    position = fleet.nodes.count()
+    for i, ruleset in enumerate(rulesets):
+        host = HostProfile.objects.filter(ruleset=ruleset).order_by("pk").first()
+        FleetNode.objects.create(fleet=fleet, name=ruleset.name, ruleset=ruleset, host=host,
+                                 position=position + i)
+
+
+@require_http_methods(["GET", "POST"])
 def fleet_page(request: HttpRequest, pk: int) -> HttpResponse:
     fleet = _get(request, Fleet, pk)
+    editable = access.owns(request, fleet) and request.user.is_authenticated
+    form = AddNodesForm(request.POST or None, request=request)
+    if request.method == "POST":
+        if not editable:
+            return HttpResponse("Only the owner changes a fleet.", status=403)
+        remove = request.POST.get("remove", "")
+        if remove.isdigit():
+            fleet.nodes.filter(pk=int(remove)).delete()
+            return redirect(fleet.get_absolute_url())
+        if form.is_valid():
+            _add_nodes(fleet, form.cleaned_data["rulesets"])
+            return redirect(fleet.get_absolute_url())
     return render(request, "netviz/fleet.html", {
         "fleet": fleet, "nodes": fleet.nodes.select_related("ruleset", "host"),
         "checksets": _visible(request, CheckSet), "runs": fleet.runs.all()[:30],
-        "can_run": request.user.is_authenticated})
+        "can_run": request.user.is_authenticated, "editable": editable, "form": form})
 
 
 @require_POST

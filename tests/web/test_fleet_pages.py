@@ -135,3 +135,23 @@ def test_the_api_runs_a_check_set_with_a_token(demo: Fleet) -> None:
     Fleet.objects.filter(pk=demo.pk).update(is_public=False)
     assert api.post(url, {"checkset": checkset.pk},
                     HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
+
+
+def test_the_owner_adds_and_removes_nodes(client: Client) -> None:
+    from netviz.store import store_ruleset
+
+    owner = _user(client)
+    a = store_ruleset(name="node a", source="*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", owner=owner)
+    b = store_ruleset(name="node b", source="*filter\n:INPUT DROP [0:0]\nCOMMIT\n", owner=owner)
+    client.post(reverse("netviz:fleet_list"), {"name": "mine", "rulesets": [a.pk]})
+    fleet = Fleet.objects.get(name="mine")
+    assert fleet.owner == owner and not fleet.is_public
+    client.post(fleet.get_absolute_url(), {"rulesets": [b.pk]})
+    assert list(fleet.nodes.values_list("name", flat=True)) == ["node a", "node b"]
+    other = Client()
+    _user(other, "bob")
+    assert other.get(fleet.get_absolute_url()).status_code == 404  # private
+    Fleet.objects.filter(pk=fleet.pk).update(is_public=True)
+    assert other.post(fleet.get_absolute_url(), {"remove": fleet.nodes.first().pk}).status_code == 403
+    client.post(fleet.get_absolute_url(), {"remove": fleet.nodes.get(name="node a").pk})
+    assert list(fleet.nodes.values_list("name", flat=True)) == ["node b"]
