@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,10 @@ def test_only_the_kernel_worker_has_cap_net_admin() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "NETVIZ_SQLITE": str(Path(tmp) / "db.sqlite3"),
                "PORT": str(_free_port()), "HOST": "127.0.0.1"}
+        env.pop("DATABASE_URL", None)
+        # A migrated database, so that every process stays up while it is read.
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
+                       check=True)
         web = _caps_of(procs["web"], env)
         worker = _caps_of(procs["worker"], env)
         kernel = _caps_of(procs["kernel"], env)
