@@ -23,6 +23,8 @@ from netviz.models import CheckSet, Fleet, FleetNode, FleetRun, HostProfile, Rul
 from netviz.web import access
 
 MAX_CHECKSET_BYTES = 512 * 1024
+TRACE_KEYS = ("proto", "src", "sport", "dst", "dport", "tcp_flags", "icmp_type", "icmp_code",
+              "in_iface", "mark", "ctstate")
 
 
 def _visible(request: HttpRequest, model: type[Any]) -> QuerySet[Any]:
@@ -150,7 +152,9 @@ def fleet_run_start(request: HttpRequest, pk: int) -> HttpResponse:
 def _trace_url(node: dict[str, Any], cell: dict[str, Any]) -> str:
     if not node.get("ruleset") or not cell.get("packet"):
         return ""
-    query = {k: v for k, v in cell["packet"].items() if v is not None}
+    # In the trace form's order whatever the database did to the keys
+    # (PostgreSQL's jsonb sorts them).
+    query = {k: cell["packet"][k] for k in TRACE_KEYS if cell["packet"].get(k) is not None}
     if node.get("host"):
         query["host"] = node["host"]
     return reverse("netviz:trace", args=[node["ruleset"]]) + "?" + urlencode(query)
