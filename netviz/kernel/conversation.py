@@ -66,6 +66,9 @@ from .replay import (
 )
 
 ENDPOINT = Path(__file__).with_name("endpoint.py")
+# A listed packet no endpoint sent (a client that got a SYN-ACK from an
+# address it never wrote to answers with an RST, not the listed ACK).
+NEVER_SHOWN = "the kernel never showed this packet: no endpoint sent it"
 QUIET = 0.3  # seconds without a trace line: the exchange after an action is over
 GATEWAY4 = "169.254.1.1"  # a peer's next hop: the firewall interface's MAC
 TCP_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
@@ -389,7 +392,7 @@ def _run_conversation(sc: ScenarioLike, pkt: dict[str, Any], later: list[dict[st
             if idx is None:
                 if os.environ.get("NETVIZ_DEBUG_CONV"):
                     print(want, [q.head for q in passes[used + 1:]], file=sys.stderr)
-                out.append(KernelPacket(spec["dir"], None, "the kernel never showed this packet"))
+                out.append(KernelPacket(spec["dir"], None, NEVER_SHOWN))
                 dropped = i
                 continue
             used = idx

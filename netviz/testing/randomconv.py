@@ -32,6 +32,8 @@ def random_conversation(seed: int, generator: int = 1) -> dict[str, Any]:
     pkt["mark"] = 0
     pkt["ctstate"] = "NEW"
     _real_endpoints(pkt, data["host"])
+    if pkt["src"] == pkt["dst"] and pkt.get("sport") is not None and pkt["sport"] == pkt.get("dport"):
+        pkt["sport"] += 1  # one socket address cannot be both ends
     proto = pkt["proto"]
     if proto == "tcp":
         later = [{"dir": "reply", "tcp_flags": "SA"},

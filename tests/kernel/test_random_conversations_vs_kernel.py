@@ -14,7 +14,7 @@ import os
 import pytest
 
 from netviz.engine.conversation import trace_conversation_scenario
-from netviz.kernel.conversation import replay_conversation
+from netviz.kernel.conversation import NEVER_SHOWN, replay_conversation
 from netviz.scenario import scenario_from_dict
 from netviz.testing import hops_diff
 from netviz.testing.randomconv import random_conversation
@@ -51,6 +51,11 @@ def test_every_packet_matches_the_kernel(generator: int, seed: int) -> None:
     engine = trace_conversation_scenario(sc)
     where = f"generator {generator} seed {seed}: {data['name']}\npacket {data['packet']}\n"
     for i, (k, e) in enumerate(zip(kernel, engine.packets, strict=True)):
+        if k.not_sent == NEVER_SHOWN:
+            # Random rules can leave an endpoint unable to send what the
+            # scenario lists (an answer from an unexpected address is reset,
+            # not acknowledged); the packets before it were compared.
+            break
         raw = "\n".join(k.trace.raw) if k.trace else k.not_sent
         assert (k.trace is None) == (e.trace is None), f"{where}packet {i + 1}: sent? {raw}\n{data['ruleset']}"
         if k.trace is None or e.trace is None:
