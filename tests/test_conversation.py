@@ -228,3 +228,12 @@ def test_connlimit_counts_a_connection_once_across_packets() -> None:
     conv = run(twice, {"proto": "udp", "src": CLIENT, "sport": 5000, "dst": SERVER, "dport": 53, "in_iface": "eth0"},
                [])
     assert [h.get("rule") for h in conv.first.hops() if h["chain"] == "C"] == [1]
+
+
+def test_a_local_echo_reply_has_no_owner() -> None:
+    # Random conversation 2/412: the host's own echo reply leaves by the
+    # kernel's ICMP socket; `-m owner --gid-owner 0` does not match it.
+    ruleset = FILTER + "-A OUTPUT -m owner --gid-owner 0 -j LOG\nCOMMIT\n"
+    conv = run(ruleset, {"proto": "icmp", "src": CLIENT, "dst": "10.88.1.1", "in_iface": "eth0"},
+               [{"dir": "reply", "icmp_type": 0}])
+    assert conv.packets[1].trace.hops() == [{"table": "filter", "chain": "OUTPUT", "policy": "ACCEPT"}]

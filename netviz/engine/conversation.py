@@ -220,7 +220,12 @@ def later_packet(
         if "length" not in data:
             data["length"] = first_packet.length
     data["mark"] = spec.get("mark", 0)
-    return packet_from_dict(data, family)
+    packet = packet_from_dict(data, family)
+    if packet.is_local_origin and proto in (1, 58) and packet.icmp_type in (0, 14, 16, 18, 129, 140):
+        # A local host's echo (timestamp…) reply comes from the kernel's own
+        # ICMP socket (icmp_reply), which no uid or gid owns.
+        packet = packet.with_(extra=(*packet.extra, ("kernel_sent", "kernel-socket")))
+    return packet
 
 
 # What Linux puts on the wire: SYN and SYN-ACK carry 20 bytes of options,
