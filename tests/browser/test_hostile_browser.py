@@ -135,7 +135,7 @@ def test_hostile_names_stay_text_everywhere(web: Page) -> None:
     web.goto("/upload/")
     page.fill("#id_dump_text", HOSTILE_RULES)
     page.fill("#id_name", NAME)
-    page.click("text=ipsets")
+    page.click("#ipsets-details summary")
     page.fill("#id_ipsets_text", HOSTILE_IPSETS)
     page.click("text=Host profile")
     page.fill("#id_host_interfaces", "eth0 10.0.0.1/24")
