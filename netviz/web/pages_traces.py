@@ -486,11 +486,35 @@ def save_trace(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("netviz:saved_trace", pk=saved.pk)
 
 
+PACKET_KEYS = ("proto", "src", "sport", "dst", "dport", "tcp_flags", "icmp_type", "icmp_code",
+               "in_iface", "mark", "ctstate")
+
+
+def saved_query(saved: SavedTrace) -> str:
+    """The tracer's query for a saved trace: the one it was saved from, or,
+    for a trace stored without a page (load_demo stores a scenario's packet
+    and options), one built from its packet, host and options."""
+    query = saved.options.get("query")
+    if isinstance(query, str) and query:
+        return query
+    packet = saved.packet or {}
+    pairs = [(key, "" if packet.get(key) is None else str(packet[key]))
+             for key in PACKET_KEYS if key in packet]
+    if saved.host_id is not None:
+        pairs.append(("host", str(saved.host_id)))
+    pairs.append(("seed", str(saved.options.get("seed", 0))))
+    # options.statistic is {"table:chain:rule": taken}; the form's `stat`
+    # spells a choice table:chain:rule:1 or :0.
+    for head, taken in (saved.options.get("statistic") or {}).items():
+        pairs.append(("stat", f"{head}:{1 if taken else 0}"))
+    return urlencode(pairs)
+
+
 @require_GET
 def saved_trace(request: HttpRequest, pk: int) -> HttpResponse:
     saved: SavedTrace = access.get_or_404(request, "t", pk)
     ruleset = saved.ruleset
-    query = str(saved.options.get("query", ""))
+    query = saved_query(saved)
     data = QueryDict(query, mutable=True)
     stored_host = saved.options.get("host")
     if saved.host is None and isinstance(stored_host, dict):
